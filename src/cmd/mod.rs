@@ -1,0 +1,5 @@
+//! One module per subcommand: each owns its clap `Args` and a `run(global, args)`.
+pub mod detect;
+pub mod doctor;
+pub mod init;
+pub mod inject;

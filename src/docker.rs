@@ -1,0 +1,261 @@
+//! The one narrow edge to the Docker engine (bollard). Everything above this module works on
+//! plain data (inspect results, process lists, file bytes); everything here is I/O with
+//! bounded sizes and clear errors. It honours `DOCKER_HOST` and the default socket, pings
+//! once on connect, and turns the common failures (daemon not running, permission denied on
+//! the socket, no such container) into `DockerError` variants with their own exit codes.
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerInspectResponse, ContainerSummary, ImageInspect};
+use bollard::query_parameters::{
+    DownloadFromContainerOptions, InspectContainerOptions, ListContainersOptions, TopOptions,
+};
+use futures_util::StreamExt;
+
+pub use bollard::Docker as RawDocker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error(
+        "cannot reach the Docker engine at {host}: {detail}\n  hint: start it (sudo systemctl start docker, or dockerd), or point DOCKER_HOST at a running engine"
+    )]
+    Unreachable { host: String, detail: String },
+    #[error(
+        "permission denied on the Docker socket {host}\n  hint: run as root, or add your user to the 'docker' group (sudo usermod -aG docker $USER, then log in again)"
+    )]
+    PermissionDenied { host: String },
+    #[error("no such container: {0}\n  hint: `docker ps -a` lists the containers this engine knows")]
+    NoSuchContainer(String),
+    #[error("Docker engine error{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
+    Api { status: Option<u16>, message: String },
+}
+
+/// The Docker host this process would use: `DOCKER_HOST` or the default local socket.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+}
+
+/// Classifies a bollard error; `container` names the object when a 404 means "no such container".
+pub fn classify(err: bollard::errors::Error, host: &str, container: Option<&str>) -> DockerError {
+    use bollard::errors::Error as E;
+    match err {
+        E::DockerResponseServerError { status_code, message } => {
+            if status_code == 404
+                && let Some(name) = container
+                && message.to_ascii_lowercase().contains("no such container")
+            {
+                return DockerError::NoSuchContainer(name.to_string());
+            }
+            DockerError::Api {
+                status: Some(status_code),
+                message,
+            }
+        }
+        E::SocketNotFoundError(path) => DockerError::Unreachable {
+            host: host.to_string(),
+            detail: format!("socket {path} does not exist (is dockerd running?)"),
+        },
+        E::RequestTimeoutError => DockerError::Unreachable {
+            host: host.to_string(),
+            detail: "the engine did not answer in time".to_string(),
+        },
+        other => {
+            let text = error_chain_text(&other);
+            let lower = text.to_ascii_lowercase();
+            if lower.contains("permission denied") {
+                DockerError::PermissionDenied { host: host.to_string() }
+            } else if lower.contains("connection refused")
+                || lower.contains("no such file")
+                || lower.contains("error trying to connect")
+                || lower.contains("client error (connect)")
+                || lower.contains("dns error")
+            {
+                DockerError::Unreachable {
+                    host: host.to_string(),
+                    detail: text,
+                }
+            } else {
+                DockerError::Api { status: None, message: text }
+            }
+        }
+    }
+}
+
+fn error_chain_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.contains(&s) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+/// A connected, pinged engine.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+/// One process inside a container, as `docker top` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Process {
+    pub pid: u32,
+    pub ppid: u32,
+    pub user: String,
+    pub command: String,
+}
+
+impl Engine {
+    /// Connects using `DOCKER_HOST` or the default socket, negotiates the API version and
+    /// pings once, so later calls fail only for reasons of their own.
+    pub async fn connect() -> Result<Engine, DockerError> {
+        let host = docker_host();
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| classify(e, &host, None))?
+            .with_timeout(Duration::from_secs(60));
+        let docker = docker.negotiate_version().await.map_err(|e| classify(e, &host, None))?;
+        docker.ping().await.map_err(|e| classify(e, &host, None))?;
+        Ok(Engine { docker, host })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The underlying client, for the few callers (inject's recreate) that need calls not
+    /// wrapped here. Keep such use inside the command modules that own it.
+    pub fn raw(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn err(&self, e: bollard::errors::Error, container: Option<&str>) -> DockerError {
+        classify(e, &self.host, container)
+    }
+
+    pub async fn version(&self) -> Result<bollard::models::SystemVersion, DockerError> {
+        self.docker.version().await.map_err(|e| self.err(e, None))
+    }
+
+    pub async fn inspect(&self, container: &str) -> Result<ContainerInspectResponse, DockerError> {
+        self.docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.err(e, Some(container)))
+    }
+
+    pub async fn inspect_image(&self, image: &str) -> Result<ImageInspect, DockerError> {
+        self.docker.inspect_image(image).await.map_err(|e| self.err(e, None))
+    }
+
+    /// Containers, running only unless `all`; `labels` are `key` or `key=value` filters.
+    pub async fn list(&self, all: bool, labels: &[String]) -> Result<Vec<ContainerSummary>, DockerError> {
+        let mut filters = HashMap::new();
+        if !labels.is_empty() {
+            filters.insert("label".to_string(), labels.to_vec());
+        }
+        let opts = ListContainersOptions {
+            all,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.err(e, None))
+    }
+
+    /// Every process in a (running) container, with its full command line.
+    pub async fn top(&self, container: &str) -> Result<Vec<Process>, DockerError> {
+        let opts = TopOptions {
+            ps_args: "-eo pid,ppid,user,args".to_string(),
+        };
+        let resp = self
+            .docker
+            .top_processes(container, Some(opts))
+            .await
+            .map_err(|e| self.err(e, Some(container)))?;
+        Ok(parse_top(resp.titles.unwrap_or_default(), resp.processes.unwrap_or_default()))
+    }
+
+    /// A tar archive of `path` inside the container (works on stopped containers), read up to
+    /// `max_bytes`; the flag says whether it was cut short.
+    pub async fn read_archive(
+        &self,
+        container: &str,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<(Vec<u8>, bool), DockerError> {
+        let opts = DownloadFromContainerOptions { path: path.to_string() };
+        let mut stream = self.docker.download_from_container(container, Some(opts));
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(e, Some(container)))?;
+            let room = max_bytes.saturating_sub(out.len());
+            if chunk.len() > room {
+                out.extend_from_slice(&chunk[..room]);
+                return Ok((out, true));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok((out, false))
+    }
+}
+
+/// Turns `docker top` rows into processes, whatever column order the engine used.
+pub fn parse_top(titles: Vec<String>, rows: Vec<Vec<String>>) -> Vec<Process> {
+    let col = |names: &[&str]| titles.iter().position(|t| names.iter().any(|n| t.eq_ignore_ascii_case(n)));
+    let pid = col(&["PID"]);
+    let ppid = col(&["PPID"]);
+    let user = col(&["USER", "UID"]);
+    let cmd = col(&["COMMAND", "CMD", "ARGS"]);
+    rows.into_iter()
+        .map(|row| {
+            let get = |i: Option<usize>| i.and_then(|i| row.get(i)).cloned().unwrap_or_default();
+            Process {
+                pid: get(pid).trim().parse().unwrap_or(0),
+                ppid: get(ppid).trim().parse().unwrap_or(0),
+                user: get(user),
+                command: get(cmd),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_top_maps_columns_by_title() {
+        let titles = vec!["PID".into(), "PPID".into(), "USER".into(), "COMMAND".into()];
+        let rows = vec![vec!["12".into(), "1".into(), "root".into(), "python3 -m flask run".into()]];
+        let p = parse_top(titles, rows);
+        assert_eq!(p[0].pid, 12);
+        assert_eq!(p[0].ppid, 1);
+        assert_eq!(p[0].command, "python3 -m flask run");
+    }
+
+    #[test]
+    fn classify_maps_404_to_no_such_container() {
+        let e = bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message: "No such container: nope".into(),
+        };
+        assert!(matches!(classify(e, "unix:///x", Some("nope")), DockerError::NoSuchContainer(n) if n == "nope"));
+    }
+
+    #[test]
+    fn classify_maps_missing_socket_to_unreachable() {
+        let e = bollard::errors::Error::SocketNotFoundError("/nope.sock".into());
+        assert!(matches!(classify(e, "unix:///nope.sock", None), DockerError::Unreachable { .. }));
+    }
+}

@@ -1,0 +1,59 @@
+//! The one place where outcomes and errors become process exit codes.
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success (detect: a framework or language was detected) |
+//! | 1 | negative result (detect: unknown; doctor: something required is missing) |
+//! | 2 | error: bad input, usage, an operation that failed |
+//! | 3 | the Docker engine is unreachable (not running, no socket, DOCKER_HOST down) |
+//! | 4 | permission denied on the Docker socket |
+//! | 5 | no such container |
+//! | 6 | inject rolled back: the instrumented container did not become healthy |
+use std::process::ExitCode;
+
+use crate::docker::DockerError;
+
+pub const OK: u8 = 0;
+pub const NEGATIVE: u8 = 1;
+pub const ERROR: u8 = 2;
+pub const DOCKER_UNREACHABLE: u8 = 3;
+pub const DOCKER_PERMISSION: u8 = 4;
+pub const NO_SUCH_CONTAINER: u8 = 5;
+pub const ROLLED_BACK: u8 = 6;
+
+/// What a command reports when it finished without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Negative,
+    RolledBack,
+}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Success => OK,
+            Outcome::Negative => NEGATIVE,
+            Outcome::RolledBack => ROLLED_BACK,
+        }
+    }
+}
+
+/// Maps an error to its exit code by looking for a known cause anywhere in its chain.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(d) = cause.downcast_ref::<DockerError>() {
+            return match d {
+                DockerError::Unreachable { .. } => DOCKER_UNREACHABLE,
+                DockerError::PermissionDenied { .. } => DOCKER_PERMISSION,
+                DockerError::NoSuchContainer(_) => NO_SUCH_CONTAINER,
+                DockerError::Api { .. } => ERROR,
+            };
+        }
+    }
+    ERROR
+}
+
+pub fn exit(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}

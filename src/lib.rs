@@ -1,0 +1,11 @@
+//! obs-stack: make any app running in Docker observable with zero code changes.
+//!
+//! Layout: a pure core (signature scoring, injection planning, stack rendering) over plain
+//! data, one narrow Docker edge (`docker`), and the command layer (`cli`, `cmd_*`) that ties
+//! them together and maps errors to exit codes in one place (`exit`).
+pub mod assets;
+pub mod cli;
+pub mod cmd;
+pub mod docker;
+pub mod exit;
+pub mod output;

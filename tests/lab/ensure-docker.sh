@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Makes sure a Docker engine answers, installing Debian's docker.io and starting dockerd
+# when we are root on Debian. Idempotent: safe to run again with the daemon already up.
+# Copes with a stale /var/run/docker.pid left by a killed daemon.
+set -euo pipefail
+
+log() { printf '[lab] %s\n' "$*" >&2; }
+
+docker_answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+install_packages() {
+  local missing=()
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "missing: ${missing[*]}; install them (Debian: sudo apt-get install ${missing[*]}) and start dockerd"
+    exit 3
+  fi
+  log "installing ${missing[*]} from Debian"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+}
+
+start_dockerd() {
+  local pidfile=/var/run/docker.pid
+  if [ -f "$pidfile" ]; then
+    local pid
+    pid=$(cat "$pidfile" 2>/dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      log "dockerd (pid $pid) is running but not answering yet"
+    else
+      log "removing stale $pidfile (pid ${pid:-?} is gone)"
+      rm -f "$pidfile"
+    fi
+  fi
+  # containerd may also have left a stale socket behind; dockerd starts its own when needed.
+  if ! pgrep -x dockerd >/dev/null 2>&1; then
+    mkdir -p /var/log
+    log "starting dockerd (log: /var/log/obs-stack-dockerd.log)"
+    nohup dockerd >/var/log/obs-stack-dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 60); do
+    docker_answers && return 0
+    sleep 1
+  done
+  log "dockerd did not answer within 60 s; last lines of its log:"
+  tail -n 20 /var/log/obs-stack-dockerd.log >&2 || true
+  exit 3
+}
+
+main() {
+  if docker_answers; then
+    return 0
+  fi
+  install_packages
+  if [ "$(id -u)" != 0 ]; then
+    log "the Docker engine is not answering; start it (sudo systemctl start docker) or set DOCKER_HOST"
+    exit 3
+  fi
+  start_dockerd
+  log "Docker engine $(docker version --format '{{.Server.Version}}') is up"
+}
+
+main "$@"
