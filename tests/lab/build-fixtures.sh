@@ -14,11 +14,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 APPS=$ROOT/tests/fixtures/apps
 CACHE=$ROOT/.lab-cache/bases
-# shellcheck source=lib.sh
+# shellcheck source=tests/lab/lib.sh disable=SC1091
 . "$ROOT/tests/lab/lib.sh"
 
 # Host caches keep cold builds fast (pip, npm, Maven, Go all use their default caches).
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore
 export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
 
 now() { date +%s.%N; }
@@ -78,7 +78,9 @@ build_base() {
   ctx=$CACHE/$kind
   mkdir -p "$ctx"
   base_dockerfile "$kind" >"$ctx/Dockerfile"
-  local inputs="$kind $(sha256sum <"$ctx/Dockerfile" | cut -c1-16) $(lab_base_id)"
+  local inputs base_id
+  base_id=$(lab_base_id)
+  inputs="$kind $(sha256sum <"$ctx/Dockerfile" | cut -c1-16) $base_id"
   if [ "$kind" = node ]; then
     local node_bin node_version
     node_bin=$(command -v node) || { lab_log "node is not installed on the host"; return 1; }
@@ -125,6 +127,28 @@ fixture_hash() {
   } | sha256sum | cut -c1-24
 }
 
+# Host tools a fixture's prepare.sh needs, by name prefix; prints what to install when missing.
+check_host_tools() {
+  local name=$1 tools=() missing=() t
+  case $name in
+    py-*) tools=(python3:python3 pip:python3-pip) ;;
+    node-*) tools=(node:nodejs npm:npm) ;;
+    java-springboot) tools=(javac:openjdk-17-jdk-headless mvn:maven) ;;
+    java-*) tools=(javac:openjdk-17-jdk-headless jar:openjdk-17-jdk-headless) ;;
+    go-*) tools=(go:golang) ;;
+  esac
+  for t in "${tools[@]}"; do
+    case ${t%%:*} in
+      pip) python3 -m pip --version >/dev/null 2>&1 || missing+=("${t#*:}") ;;
+      *) command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}") ;;
+    esac
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    lab_log "$name: missing host tools; install: ${missing[*]}"
+    return 1
+  fi
+}
+
 build_fixture() {
   local name=$1 dir=$APPS/$1 image="obs-lab/fixture-$1:latest" from hash t0
   t0=$(now)
@@ -135,6 +159,7 @@ build_fixture() {
     return 0
   fi
   if [ -x "$dir/prepare.sh" ]; then
+    check_host_tools "$name" || return 1
     lab_log "$name: prepare.sh (host dependencies into build/)"
     local logf
     logf=$(mktemp)
