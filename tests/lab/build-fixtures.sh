@@ -4,6 +4,8 @@
 #
 #   tests/lab/build-fixtures.sh            # every fixture
 #   tests/lab/build-fixtures.sh py-flask   # only the named ones (and the bases they need)
+#   OBS_LAB_FORCE=1 tests/lab/build-fixtures.sh   # rebuild from scratch (docker --no-cache,
+#                                                  # prepare.sh re-run) to measure a cold build
 #
 # Dependencies are installed on the host into <fixture>/build/ by the fixture's prepare.sh
 # (pip --target, npm ci, mvn package, go build) and copied in: nothing is pulled at run time.
@@ -21,7 +23,39 @@ CACHE=$ROOT/.lab-cache/bases
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_ROOT_USER_ACTION=ignore
 export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
 
+FORCE=${OBS_LAB_FORCE:-0}
+
 now() { date +%s.%N; }
+
+# build IMAGE CONTEXT HASH [build args]: lab_build_cached, or under OBS_LAB_FORCE=1 a build
+# without Docker's layer cache that replaces the tag atomically (containers other sessions run
+# from the old image keep it; the old image is removed when nothing uses it any more).
+build() {
+  local image=$1 context=$2 hash=$3; shift 3
+  if [ "$FORCE" != 1 ]; then
+    lab_build_cached "$image" "$context" "$hash" "$@"
+    return
+  fi
+  local old logf
+  old=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
+  lab_log "building $image (forced, no cache)"
+  logf=$(mktemp)
+  if ! DOCKER_BUILDKIT=0 docker build --pull=false --no-cache --label "io.obs-stack.inputs=$hash" \
+    -t "$image" "$@" "$context" >"$logf" 2>&1; then
+    tail -n 40 "$logf" >&2
+    rm -f "$logf"
+    lab_log "building $image failed"
+    return 1
+  fi
+  rm -f "$logf"
+  if [ -n "$old" ] && ! docker rmi "$old" >/dev/null 2>&1; then
+    REPLACED+=("$old") # still used (by a container or a child image): retried at the end
+  fi
+}
+REPLACED=()
+
+# Whether IMAGE must be (re)built for HASH.
+stale() { [ "$FORCE" = 1 ] || [ "$(lab_image_hash "$1")" != "$2" ]; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # ---------------------------------------------------------------------------------------------
@@ -90,9 +124,9 @@ build_base() {
     extra=(--build-arg "NODE_VERSION=$node_version")
   fi
   hash=$(printf '%s' "$inputs" | sha256sum | cut -c1-24)
-  if [ "$(lab_image_hash "$image")" != "$hash" ]; then
+  if stale "$image" "$hash"; then
     [ "$kind" = node ] && cp -f "$(readlink -f "$(command -v node)")" "$ctx/node"
-    lab_build_cached "$image" "$ctx" "$hash" "${extra[@]}" || return 1
+    build "$image" "$ctx" "$hash" "${extra[@]}" || return 1
     rm -f "$ctx/node"
     printf '[lab] %-28s built in %ss\n' "$image" "$(elapsed "$t0")" >&2
   else
@@ -154,7 +188,7 @@ build_fixture() {
   t0=$(now)
   from=$(fixture_from "$dir")
   hash=$(fixture_hash "$dir" "$from") || return 1
-  if [ "$(lab_image_hash "$image")" = "$hash" ]; then
+  if ! stale "$image" "$hash"; then
     printf '[lab] %-28s up to date\n' "$name" >&2
     return 0
   fi
@@ -171,7 +205,7 @@ build_fixture() {
     fi
     rm -f "$logf"
   fi
-  lab_build_cached "$image" "$dir" "$hash" --label "io.obs-stack.fixture=$name" || return 1
+  build "$image" "$dir" "$hash" --label "io.obs-stack.fixture=$name" || return 1
   printf '[lab] %-28s built in %ss\n' "$name" "$(elapsed "$t0")" >&2
 }
 
@@ -209,6 +243,10 @@ main() {
   # Sequential on purpose: the CPU is shared.
   for n in "${names[@]}"; do
     build_fixture "$n" || failed+=("$n")
+  done
+  local id
+  for id in "${REPLACED[@]}"; do
+    docker rmi "$id" >/dev/null 2>&1 || true
   done
   lab_log "fixtures done in $(elapsed "$t0")s (${#names[@]} fixtures, ${#failed[@]} failed)"
   if [ "${#failed[@]}" -gt 0 ]; then
