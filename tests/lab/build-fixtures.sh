@@ -228,6 +228,11 @@ main() {
   for n in "${names[@]}"; do
     [ -f "$APPS/$n/Dockerfile" ] || { lab_log "no fixture named $n"; exit 1; }
   done
+  # One build at a time per machine (worktrees share the image names and the host caches).
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>"${TMPDIR:-/tmp}/obs-lab-build-fixtures.lock"
+    flock -n 9 || { lab_log "another fixture build is running; waiting for it"; flock 9; }
+  fi
   docker image inspect "$LAB_BASE_IMAGE" >/dev/null 2>&1 \
     || { lab_log "$LAB_BASE_IMAGE is missing: run tests/lab/base-image.sh first"; exit 1; }
 
