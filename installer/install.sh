@@ -22,6 +22,8 @@
 # Environment:
 #   OBS_STACK_BASE_URL     release server (default below). https:// only, except http:// on
 #                          127.0.0.1 / localhost / [::1] (a loopback mirror, used by tests)
+#                          and file:///abs/path (a local release folder, e.g. dist/ from
+#                          installer/package.sh)
 #   OBS_STACK_VERSION      version to install (same as --version)
 #   OBS_STACK_INSTALL_DIR  where to install (default ~/.local/bin); must be an absolute path
 #   OBS_STACK_TARGET       force a target triple (e.g. x86_64-unknown-linux-musl)
@@ -146,7 +148,8 @@ sha256_of() {
     esac
 }
 
-# HTTPS only; plain http only for a loopback mirror (tests, local release server).
+# HTTPS only; plain http only for a loopback mirror (tests, local release server); file://
+# for a local release folder.
 resolve_base_url() {
     BASE_URL=${OBS_STACK_BASE_URL:-$(default_base_url)}
     BASE_URL=${BASE_URL%/}
@@ -165,6 +168,11 @@ resolve_base_url() {
                     err "refusing plain http for $BASE_URL: only https:// is allowed (http:// only on 127.0.0.1, localhost or [::1])"
                     ;;
             esac
+            ;;
+        file:///*)
+            # A local release folder (installer/package.sh output): nothing crosses a network.
+            [ "$DOWNLOADER" = curl ] || err "a file:// OBS_STACK_BASE_URL needs curl"
+            PROTO='=file'
             ;;
         *)
             err "OBS_STACK_BASE_URL must start with https:// (got '$BASE_URL')"

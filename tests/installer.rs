@@ -8,7 +8,7 @@
 //! doctor run after an install reports whatever it finds and never fails the install).
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -622,6 +622,7 @@ fn base_url_must_be_https_except_loopback() {
         ("http://example.com/releases", false),
         ("http://10.1.2.3:8080", false),
         ("ftp://127.0.0.1/x", false),
+        ("file:relative/dist", false),
         ("http://localhost:1", true),
     ] {
         let mut cmd = Command::new("bash");
@@ -718,4 +719,22 @@ fn shellcheck_clean() {
             .unwrap();
         assert!(o.status.success(), "shellcheck -s {shell} {file}: {}", show(&o));
     }
+}
+
+#[test]
+fn installs_from_a_local_release_folder_with_a_file_url() {
+    // The fresh-clone path: installer/package.sh, then install.sh from dist/ (no server).
+    let rel = Release::new();
+    let user = User::new();
+    let mut cmd = Command::new("sh");
+    cmd.arg(rel.path("install.sh")).arg("--no-doctor");
+    let url = format!("file://{}", rel.dist.path().display());
+    user.env(&mut cmd, &rel, &[("OBS_STACK_BASE_URL", &url)]);
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(user.installed_version(), format!("obs-stack {}", version()));
+    assert!(
+        rel.requests().is_empty(),
+        "a file:// install used the HTTP server"
+    );
 }
