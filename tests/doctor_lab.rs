@@ -232,11 +232,12 @@ fn doctor_says_permission_denied_for_an_unreadable_socket() {
     }
 }
 
-/// A read-only Docker socket proxy (like docker-socket-proxy with POST=0): GET and HEAD are
-/// forwarded to the real socket, anything else gets 403.
-const RO_PROXY: &str = r#"
+/// A Docker socket proxy: `proxy.py unix:/path|tcp:host:port /var/run/docker.sock ro|rw`.
+/// In `ro` mode (like docker-socket-proxy with POST=0) GET and HEAD are forwarded to the real
+/// socket and anything else gets 403; `rw` forwards everything.
+const PROXY: &str = r#"
 import http.client, http.server, socket, socketserver, sys
-UPSTREAM = sys.argv[2]
+LISTEN, UPSTREAM, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
 class Upstream(http.client.HTTPConnection):
     def __init__(self):
         super().__init__("localhost", timeout=30)
@@ -275,11 +276,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
     do_GET = do_HEAD = forward
-    do_POST = do_PUT = do_DELETE = deny
-class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    do_POST = do_PUT = do_DELETE = (deny if MODE == "ro" else forward)
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
-srv = Server(sys.argv[1], Handler)
-print("ready", flush=True)
+class TcpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+if LISTEN.startswith("unix:"):
+    srv = UnixServer(LISTEN[5:], Handler)
+    print("ready", flush=True)
+else:
+    host, port = LISTEN[4:].rsplit(":", 1)
+    srv = TcpServer((host, int(port)), Handler)
+    print("ready %d" % srv.server_address[1], flush=True)
 srv.serve_forever()
 "#;
 
@@ -291,19 +299,13 @@ impl Drop for Proxy {
     }
 }
 
-#[test]
-fn doctor_fails_write_access_behind_a_read_only_socket_proxy() {
-    if !docker_tests_enabled("doctor_fails_write_access_behind_a_read_only_socket_proxy") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("ro-proxy.py");
-    std::fs::write(&script, RO_PROXY).unwrap();
-    let sock = dir.path().join("ro.sock");
+/// Starts the proxy; returns it and its "ready [port]" line.
+fn start_proxy(dir: &Path, listen: &str, mode: &str) -> (Proxy, String) {
+    let script = dir.join("proxy.py");
+    std::fs::write(&script, PROXY).unwrap();
     let mut child = Command::new("python3")
         .arg(&script)
-        .arg(&sock)
-        .arg("/var/run/docker.sock")
+        .args([listen, "/var/run/docker.sock", mode])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -313,8 +315,18 @@ fn doctor_fails_write_access_behind_a_read_only_socket_proxy() {
         &mut line,
     )
     .unwrap();
-    let _proxy = Proxy(child);
-    assert_eq!(line.trim(), "ready");
+    assert!(line.starts_with("ready"), "proxy did not start: {line:?}");
+    (Proxy(child), line.trim().to_string())
+}
+
+#[test]
+fn doctor_fails_write_access_behind_a_read_only_socket_proxy() {
+    if !docker_tests_enabled("doctor_fails_write_access_behind_a_read_only_socket_proxy") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ro.sock");
+    let (_proxy, _) = start_proxy(dir.path(), &format!("unix:{}", sock.display()), "ro");
 
     let host = format!("unix://{}", sock.display());
     let (code, r) = doctor(|a| doctor_cmd(&bin(), Some(&host), a));
@@ -325,4 +337,44 @@ fn doctor_fails_write_access_behind_a_read_only_socket_proxy() {
     assert_eq!(w["status"], "fail", "{w:#}");
     assert!(w["detail"].as_str().unwrap().contains("403"), "{w:#}");
     assert!(r["engine_problem"].is_null());
+}
+
+/// This machine's first non-loopback IPv4 address (the engine reached through it counts as a
+/// remote host).
+fn non_loopback_ipv4() -> Option<String> {
+    let out = Command::new("ip").args(["-4", "-o", "addr"]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let addr = l.split_whitespace().nth(3)?.split('/').next()?.to_string();
+        (!addr.starts_with("127.")).then_some(addr)
+    })
+}
+
+#[test]
+fn doctor_treats_a_tcp_docker_host_as_remote() {
+    if !docker_tests_enabled("doctor_treats_a_tcp_docker_host_as_remote") {
+        return;
+    }
+    let Some(ip) = non_loopback_ipv4() else {
+        eprintln!("skipping: no non-loopback IPv4 address");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_proxy, ready) = start_proxy(dir.path(), &format!("tcp:{ip}:0"), "rw");
+    let port = ready.trim_start_matches("ready ").to_string();
+    let host = format!("tcp://{ip}:{port}");
+    let (code, r) = doctor(|a| doctor_cmd(&bin(), Some(&host), a));
+    assert_eq!(code, 0, "{r:#}");
+    let engine = check(&r, "engine");
+    assert_eq!(engine["status"], "ok");
+    assert!(
+        engine["detail"]
+            .as_str()
+            .unwrap()
+            .contains("remote host via DOCKER_HOST"),
+        "{engine:#}"
+    );
+    // Local disk and ports say nothing about a remote engine.
+    assert_eq!(status(&r, "disk"), "skip");
+    assert_eq!(status(&r, "ports"), "skip");
+    assert_eq!(status(&r, "write_access"), "ok");
 }
