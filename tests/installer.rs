@@ -738,3 +738,90 @@ fn installs_from_a_local_release_folder_with_a_file_url() {
         "a file:// install used the HTTP server"
     );
 }
+
+/// A PATH holding only the given tools (symlinks to the real ones).
+fn restricted_path(tools: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for t in tools {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {t}"))
+            .output()
+            .unwrap();
+        let real = text(&o.stdout).trim().to_string();
+        assert!(o.status.success() && !real.is_empty(), "{t} is not installed");
+        std::os::unix::fs::symlink(real, dir.path().join(t)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn falls_back_to_wget_and_names_missing_commands() {
+    let rel = Release::new();
+    let base = [
+        "uname",
+        "mkdir",
+        "rmdir",
+        "rm",
+        "mv",
+        "ln",
+        "cp",
+        "chmod",
+        "mktemp",
+        "tar",
+        "gzip",
+        "sed",
+        "grep",
+        "cut",
+        "tr",
+        "head",
+        "dirname",
+        "readlink",
+        "sha256sum",
+    ];
+    let script = rel.path("install.sh");
+    let sh = text(
+        &Command::new("sh")
+            .arg("-c")
+            .arg("command -v sh")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_string();
+
+    // wget instead of curl.
+    let user = User::new();
+    let path = restricted_path(&[&base[..], &["wget"]].concat());
+    let mut cmd = Command::new(&sh);
+    cmd.arg(&script).arg("--no-doctor");
+    user.env(&mut cmd, &rel, &[("PATH", path.path().to_str().unwrap())]);
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(rel.requests().iter().any(|l| l.contains(".tar.gz")));
+    assert_eq!(user.installed_version(), format!("obs-stack {}", version()));
+
+    // Neither curl nor wget; then no sha256 tool: named, nothing installed.
+    for (missing, tools) in [
+        ("need 'curl' or 'wget'", base.to_vec()),
+        (
+            "need 'sha256sum', 'shasum' or 'openssl'",
+            [&base[..base.len() - 1], &["curl"]].concat(),
+        ),
+        (
+            "need 'gzip'",
+            base.iter().copied().filter(|t| *t != "gzip").collect(),
+        ),
+    ] {
+        let user = User::new();
+        let path = restricted_path(&tools);
+        let mut cmd = Command::new(&sh);
+        cmd.arg(&script);
+        user.env(&mut cmd, &rel, &[("PATH", path.path().to_str().unwrap())]);
+        let o = cmd.output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+        assert!(text(&o.stderr).contains(missing), "{missing}: {}", show(&o));
+        assert!(snapshot(user.home.path(), false).is_empty());
+    }
+}
