@@ -235,24 +235,34 @@ resolve_version() {
     esac
 }
 
-pick_target() {
+# Reads SHA256SUMS and lists the candidate targets it has, best first, in AVAILABLE.
+list_targets() {
     SUMS=$(download "$BASE_URL/$VERSION/SHA256SUMS" -) ||
         err "cannot download $BASE_URL/$VERSION/SHA256SUMS: is $VERSION a released version?"
+    AVAILABLE=""
     for _t in $TARGETS; do
-        _line=$(printf '%s\n' "$SUMS" | grep " [* ]*obs-stack-$_t\.tar\.gz\$" || true)
-        if [ -n "$_line" ]; then
-            TARGET=$_t
-            ARCHIVE="obs-stack-$_t.tar.gz"
-            EXPECTED_SHA=$(printf '%s\n' "$_line" | head -n 1 | cut -d' ' -f1)
-            case "$EXPECTED_SHA" in
-                *[!0-9a-f]* | '') err "malformed SHA256SUMS line for $ARCHIVE: $_line" ;;
-            esac
-            [ ${#EXPECTED_SHA} -eq 64 ] || err "malformed SHA256SUMS line for $ARCHIVE: $_line"
-            return 0
+        if [ -n "$(sha_for "$_t")" ]; then
+            AVAILABLE="$AVAILABLE $_t"
         fi
     done
-    _avail=$(printf '%s\n' "$SUMS" | sed -n 's/.*obs-stack-\(.*\)\.tar\.gz$/\1/p' | tr '\n' ' ')
-    err "release $VERSION has no build for $PLATFORM (looked for: $TARGETS; available: ${_avail:-none})"
+    if [ -z "$AVAILABLE" ]; then
+        _avail=$(printf '%s\n' "$SUMS" | sed -n 's/.*obs-stack-\(.*\)\.tar\.gz$/\1/p' | tr '\n' ' ')
+        err "release $VERSION has no build for $PLATFORM (looked for: $TARGETS; available: ${_avail:-none})"
+    fi
+}
+
+sha_for() { # target -> the archive's SHA-256 from SUMS, or nothing
+    printf '%s\n' "$SUMS" | grep " [* ]*obs-stack-$1\.tar\.gz\$" | head -n 1 | cut -d' ' -f1 || true
+}
+
+select_target() {
+    TARGET=$1
+    ARCHIVE="obs-stack-$1.tar.gz"
+    EXPECTED_SHA=$(sha_for "$1")
+    case "$EXPECTED_SHA" in
+        *[!0-9a-f]* | '') err "malformed SHA256SUMS line for $ARCHIVE" ;;
+    esac
+    [ ${#EXPECTED_SHA} -eq 64 ] || err "malformed SHA256SUMS line for $ARCHIVE"
 }
 
 manifest_get() { # key -> every value, one per line
@@ -265,7 +275,10 @@ manifest_get() { # key -> every value, one per line
 already_installed() {
     [ -f "$MANIFEST" ] || return 1
     [ "$(manifest_get version)" = "$VERSION" ] || return 1
-    [ "$(manifest_get archive_sha256)" = "$EXPECTED_SHA" ] || return 1
+    # The same archive of this release (whichever candidate target was installed).
+    _mt=$(manifest_get target)
+    case " $AVAILABLE " in *" $_mt "*) ;; *) return 1 ;; esac
+    [ "$(manifest_get archive_sha256)" = "$(sha_for "$_mt")" ] || return 1
     [ -f "$BIN" ] || return 1
     [ "$(sha256_of "$BIN")" = "$(manifest_get binary_sha256)" ] || return 1
     for _l in $(manifest_get link); do
@@ -359,6 +372,31 @@ write_manifest() {
     ensure mv -f "$_m" "$MANIFEST"
 }
 
+# Downloads ARCHIVE into TMP_DIR, verifies it (a mismatch is fatal), extracts it and checks
+# that its binary runs here and says VERSION; sets _new. Returns 1 when it does not run.
+fetch_verified() {
+    say "downloading $BASE_URL/$VERSION/$ARCHIVE"
+    download "$BASE_URL/$VERSION/$ARCHIVE" "$TMP_DIR/$ARCHIVE" || err "download of $BASE_URL/$VERSION/$ARCHIVE failed"
+    _actual=$(sha256_of "$TMP_DIR/$ARCHIVE")
+    if [ "$_actual" != "$EXPECTED_SHA" ]; then
+        err "checksum mismatch for $ARCHIVE: expected $EXPECTED_SHA, got $_actual; refusing to install (nothing was changed)"
+    fi
+    say "verified SHA-256 $EXPECTED_SHA"
+    rm -rf "$TMP_DIR/x"
+    ensure mkdir "$TMP_DIR/x"
+    ensure tar -xzf "$TMP_DIR/$ARCHIVE" -C "$TMP_DIR/x"
+    _new="$TMP_DIR/x/obs-stack-$TARGET/obs-stack"
+    if [ ! -f "$_new" ] || [ -L "$_new" ]; then
+        err "$ARCHIVE does not contain obs-stack-$TARGET/obs-stack"
+    fi
+    ensure chmod 0755 "$_new"
+    if ! _said=$("$_new" --version </dev/null 2>&1); then
+        warn "the $TARGET build does not run on this machine: $_said"
+        return 1
+    fi
+    [ "$_said" = "obs-stack $VERSION" ] || err "the downloaded binary says '$_said', expected 'obs-stack $VERSION'"
+}
+
 install_release() {
     if [ -e "$BIN" ] && [ ! -f "$MANIFEST" ]; then
         err "$BIN exists but was not installed by this script (no $MANIFEST); remove it or set OBS_STACK_INSTALL_DIR to another folder"
@@ -382,22 +420,17 @@ install_release() {
     fi
 
     TMP_DIR=$(mktemp -d 2>/dev/null || mktemp -d -t obs-stack-install) || err "cannot create a temporary folder"
-    say "downloading $BASE_URL/$VERSION/$ARCHIVE"
-    download "$BASE_URL/$VERSION/$ARCHIVE" "$TMP_DIR/$ARCHIVE" || err "download of $BASE_URL/$VERSION/$ARCHIVE failed"
-    _actual=$(sha256_of "$TMP_DIR/$ARCHIVE")
-    if [ "$_actual" != "$EXPECTED_SHA" ]; then
-        err "checksum mismatch for $ARCHIVE: expected $EXPECTED_SHA, got $_actual; refusing to install (nothing was changed)"
-    fi
-    say "verified SHA-256 $EXPECTED_SHA"
-    ensure mkdir "$TMP_DIR/x"
-    ensure tar -xzf "$TMP_DIR/$ARCHIVE" -C "$TMP_DIR/x"
-    _new="$TMP_DIR/x/obs-stack-$TARGET/obs-stack"
-    if [ ! -f "$_new" ] || [ -L "$_new" ]; then
-        err "$ARCHIVE does not contain obs-stack-$TARGET/obs-stack"
-    fi
-    ensure chmod 0755 "$_new"
-    _said=$("$_new" --version 2>&1) || err "the downloaded obs-stack does not run on this machine: $_said"
-    [ "$_said" = "obs-stack $VERSION" ] || err "the downloaded binary says '$_said', expected 'obs-stack $VERSION'"
+    # The first candidate that downloads, verifies and runs here (glibc build, then the
+    # static musl one: an older glibc cannot run the glibc build).
+    _new=""
+    for _t in $AVAILABLE; do
+        select_target "$_t"
+        if fetch_verified; then
+            break
+        fi
+        _new=""
+    done
+    [ -n "$_new" ] || err "no build of obs-stack $VERSION runs on this machine ($PLATFORM)"
 
     # From here on a failure restores the previous state (see cleanup/rollback).
     if [ -n "$NEW_DIRS" ]; then
@@ -419,7 +452,7 @@ install_release() {
     make_link obs-detect detect
     make_link obs-inject inject
     write_manifest
-    _said=$("$BIN" --version 2>&1) || err "the installed $BIN does not run: $_said"
+    _said=$("$BIN" --version </dev/null 2>&1) || err "the installed $BIN does not run: $_said"
     ARMED=0
     rm -f "$BACKUP" "$MANIFEST_BACKUP"
     say "installed obs-stack $VERSION ($TARGET) in $INSTALL_DIR: obs-stack$LINKS"
@@ -479,7 +512,7 @@ run_doctor() {
     fi
     say "checking this machine: obs-stack doctor"
     _rc=0
-    "$BIN" doctor || _rc=$?
+    "$BIN" doctor </dev/null || _rc=$?
     case "$_rc" in
         0) say "doctor: ready. Next: obs-stack detect <container>, obs-stack init" ;;
         3) say "doctor: obs-stack is installed, but the Docker engine is not reachable (see the fix above). This script does not install Docker: https://docs.docker.com/engine/install/" ;;
@@ -535,7 +568,9 @@ main() {
     detect_platform
     resolve_base_url
     resolve_version
-    pick_target
+    list_targets
+    _first=${AVAILABLE# }
+    select_target "${_first%% *}"
     say "obs-stack $VERSION for $PLATFORM: $ARCHIVE"
     if already_installed; then
         say "obs-stack $VERSION is already installed in $INSTALL_DIR and intact; nothing to do"

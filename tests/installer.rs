@@ -127,17 +127,20 @@ impl Release {
     /// (an ELF, like the real one: a shell script would be re-opened by name by its
     /// interpreter, which is not what an upgrade under load should measure).
     fn add_tiny_release(&self, v: &str) {
+        let body = format!("puts(\"obs-stack {v}\"); return 0;");
+        self.add_tiny_archive(v, TARGET, &body);
+    }
+
+    /// Writes `<v>/obs-stack-<target>.tar.gz` holding a C program with `main`'s `body`, and
+    /// (re)writes `<v>/SHA256SUMS` over every archive of `v`.
+    fn add_tiny_archive(&self, v: &str, target: &str, body: &str) {
         let stage = tempfile::tempdir().unwrap();
-        let name = format!("obs-stack-{TARGET}");
+        let name = format!("obs-stack-{target}");
         let dir = stage.path().join(&name);
         std::fs::create_dir(&dir).unwrap();
         let bin = dir.join("obs-stack");
         let src = stage.path().join("main.c");
-        std::fs::write(
-            &src,
-            format!("#include <stdio.h>\nint main(void) {{ puts(\"obs-stack {v}\"); return 0; }}\n"),
-        )
-        .unwrap();
+        std::fs::write(&src, format!("#include <stdio.h>\nint main(void) {{ {body} }}\n")).unwrap();
         let cc = Command::new("cc")
             .arg("-O2")
             .arg("-o")
@@ -159,11 +162,13 @@ impl Release {
             .status()
             .unwrap();
         assert!(st.success());
-        std::fs::write(
-            out_dir.join("SHA256SUMS"),
-            format!("{}  {name}.tar.gz\n", sha256_file(&archive)),
-        )
-        .unwrap();
+        let sums = Command::new("sh")
+            .arg("-c")
+            .arg("sha256sum obs-stack-*.tar.gz > SHA256SUMS")
+            .current_dir(&out_dir)
+            .status()
+            .unwrap();
+        assert!(sums.success());
     }
 }
 
@@ -824,4 +829,42 @@ fn falls_back_to_wget_and_names_missing_commands() {
         assert!(text(&o.stderr).contains(missing), "{missing}: {}", show(&o));
         assert!(snapshot(user.home.path(), false).is_empty());
     }
+}
+
+#[test]
+fn falls_back_to_the_static_build_when_the_glibc_one_does_not_run() {
+    let rel = Release::new();
+    let v = version();
+    // The real binary as the musl build, and a glibc build that cannot run here (as on a
+    // system whose glibc is older than the build machine's).
+    let musl = "x86_64-unknown-linux-musl";
+    let out = Command::new("bash")
+        .arg(repo().join("installer/package.sh"))
+        .env("OBS_STACK_DIST_DIR", rel.dist.path())
+        .env("OBS_STACK_BINARY", env!("CARGO_BIN_EXE_obs-stack"))
+        .env("OBS_STACK_BINARY_TARGET", musl)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    rel.add_tiny_archive(
+        v,
+        TARGET,
+        r#"fputs("obs-stack: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.99' not found\n", stderr); return 1;"#,
+    );
+    let user = User::new();
+    let o = user.curl_bash(&rel, &["--no-doctor"], &[]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        text(&o.stderr).contains(&format!("the {TARGET} build does not run on this machine")),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(user.installed_version(), format!("obs-stack {v}"));
+    let manifest = std::fs::read_to_string(user.bin_dir().join(".obs-stack-install-manifest")).unwrap();
+    assert!(manifest.contains(&format!("target={musl}")), "{manifest}");
+    // The re-run recognises the fallback build as installed.
+    let before = snapshot(user.home.path(), true);
+    let o = user.curl_bash(&rel, &["--no-doctor"], &[]);
+    assert!(text(&o.stdout).contains("nothing to do"), "{}", show(&o));
+    assert_eq!(snapshot(user.home.path(), true), before);
 }
