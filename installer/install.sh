@@ -314,20 +314,21 @@ cleanup() {
 # Puts back what was there before this run (called only after the new binary was swapped in).
 rollback() {
     warn "install failed; restoring the previous state of $INSTALL_DIR"
-    if [ -f "$BACKUP" ]; then
-        mv -f "$BACKUP" "$BIN" || warn "could not restore $BIN from $BACKUP"
-    else
+    if [ "$HAD_BIN" = 0 ]; then
         rm -f "$BIN"
+    elif [ -f "$BACKUP" ]; then
+        mv -f "$BACKUP" "$BIN" || warn "could not restore $BIN from $BACKUP"
     fi
     for _l in $CREATED_LINKS; do
         rm -f "$INSTALL_DIR/$_l"
     done
-    if [ -f "$MANIFEST_BACKUP" ]; then
-        mv -f "$MANIFEST_BACKUP" "$MANIFEST" || true
-    else
+    if [ "$HAD_MANIFEST" = 0 ]; then
         rm -f "$MANIFEST"
+    elif [ -f "$MANIFEST_BACKUP" ]; then
+        mv -f "$MANIFEST_BACKUP" "$MANIFEST" || warn "could not restore $MANIFEST from $MANIFEST_BACKUP"
     fi
-    rm -f "$INSTALL_DIR/.obs-stack.new.$$" "$INSTALL_DIR/.obs-stack-install-manifest.new.$$"
+    rm -f "$INSTALL_DIR/.obs-stack.new.$$" "$INSTALL_DIR/.obs-stack-install-manifest.new.$$" \
+        "$INSTALL_DIR/.obs-detect.new.$$" "$INSTALL_DIR/.obs-inject.new.$$" "$MANIFEST_BACKUP"
     printf '%s' "$NEW_DIRS" | while IFS= read -r _d; do
         if [ -n "$_d" ]; then rmdir "$_d" 2>/dev/null || true; fi
     done
@@ -433,16 +434,20 @@ install_release() {
     [ -n "$_new" ] || err "no build of obs-stack $VERSION runs on this machine ($PLATFORM)"
 
     # From here on a failure restores the previous state (see cleanup/rollback).
+    HAD_BIN=0
+    if [ -f "$BIN" ]; then HAD_BIN=1; fi
+    HAD_MANIFEST=0
+    if [ -f "$MANIFEST" ]; then HAD_MANIFEST=1; fi
+    ARMED=1
     if [ -n "$NEW_DIRS" ]; then
         ensure mkdir -p "$INSTALL_DIR"
     fi
-    if [ -f "$MANIFEST" ]; then
+    if [ "$HAD_MANIFEST" = 1 ]; then
         ensure cp -p "$MANIFEST" "$MANIFEST_BACKUP"
     fi
-    if [ -f "$BIN" ]; then
+    if [ "$HAD_BIN" = 1 ]; then
         ensure cp -p "$BIN" "$BACKUP"
     fi
-    ARMED=1
     ensure cp "$_new" "$INSTALL_DIR/.obs-stack.new.$$"
     ensure chmod 0755 "$INSTALL_DIR/.obs-stack.new.$$"
     ensure mv -f "$INSTALL_DIR/.obs-stack.new.$$" "$BIN"
@@ -538,6 +543,8 @@ main() {
     VERSION=${OBS_STACK_VERSION:-}
     TMP_DIR=""
     ARMED=0
+    HAD_BIN=0
+    HAD_MANIFEST=0
     CREATED_LINKS=""
     LINKS=""
     NEW_DIRS=""

@@ -868,3 +868,25 @@ fn falls_back_to_the_static_build_when_the_glibc_one_does_not_run() {
     assert!(text(&o.stdout).contains("nothing to do"), "{}", show(&o));
     assert_eq!(snapshot(user.home.path(), true), before);
 }
+
+#[test]
+fn a_failed_first_install_leaves_no_trace() {
+    let rel = Release::new();
+    let user = User::new();
+    let o = user.curl_bash(
+        &rel,
+        &["--no-doctor"],
+        &[("OBS_STACK_INSTALL_FAULT", "after-swap")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(
+        text(&o.stderr).contains("restoring the previous state"),
+        "{}",
+        show(&o)
+    );
+    assert!(
+        snapshot(user.home.path(), false).is_empty(),
+        "left behind: {:?}",
+        snapshot(user.home.path(), false)
+    );
+}
