@@ -34,7 +34,13 @@ fn require_image(image: &str) {
 /// A fresh user-defined network, removed with the guard.
 fn test_network(guard: &mut Guard, stem: &str) -> String {
     let net = unique_name(stem);
-    docker_ok(&["network", "create", "--label", &format!("{TEST_LABEL}={}", run_id()), &net]);
+    docker_ok(&[
+        "network",
+        "create",
+        "--label",
+        &format!("{TEST_LABEL}={}", run_id()),
+        &net,
+    ]);
     guard.network(&net);
     net
 }
@@ -52,7 +58,11 @@ fn start_collector(net: &str) -> TestContainer {
     );
     let port = c.host_port(13133);
     let healthy = matches!(http_get(port, "/", Duration::from_secs(60)), Some((200, _)));
-    assert!(healthy, "collector health_check never answered 200; logs:\n{}", c.logs());
+    assert!(
+        healthy,
+        "collector health_check never answered 200; logs:\n{}",
+        c.logs()
+    );
     c
 }
 
@@ -61,7 +71,13 @@ fn start_collector(net: &str) -> TestContainer {
 fn agent_volume(guard: &mut Guard, agent_image: &str, mount: &str) -> String {
     require_image(agent_image);
     let vol = unique_name("agent");
-    docker_ok(&["volume", "create", "--label", &format!("{TEST_LABEL}={}", run_id()), &vol]);
+    docker_ok(&[
+        "volume",
+        "create",
+        "--label",
+        &format!("{TEST_LABEL}={}", run_id()),
+        &vol,
+    ]);
     guard.volume(&vol);
     docker_ok(&[
         "run",
@@ -165,7 +181,10 @@ fn wait_spans(
     let deadline = Instant::now() + timeout;
     loop {
         let lines = collector_output(collector);
-        let mine: Vec<Span> = spans(&lines).into_iter().filter(|s| s.service == service).collect();
+        let mine: Vec<Span> = spans(&lines)
+            .into_iter()
+            .filter(|s| s.service == service)
+            .collect();
         if done(&mine) || Instant::now() >= deadline {
             return (mine, lines);
         }
@@ -185,14 +204,13 @@ fn otel_env(service: &str) -> Vec<String> {
     ]
 }
 
-/// Runs `image cmd…` on `net` with `env` and the agent volume mounted read-only at `mount`,
-/// waits for it to exit 0 and returns its logs.
+/// Runs `image cmd…` on `net` with `env` and the agent (volume, mount point) mounted
+/// read-only, waits for it to exit 0 and returns its logs.
 fn run_probe(
     stem: &str,
     image: &str,
     net: &str,
-    vol: &str,
-    mount: &str,
+    (vol, mount): (&str, &str),
     env: &[String],
     extra: &[&str],
     cmd: &[&str],
@@ -208,7 +226,11 @@ fn run_probe(
     let probe = TestContainer::run(stem, image, &args, cmd);
     let code = wait_exit(&probe.name, Duration::from_secs(180));
     let logs = probe.logs();
-    assert_eq!(code, Some(0), "{stem} probe did not exit 0 in time; logs:\n{logs}");
+    assert_eq!(
+        code,
+        Some(0),
+        "{stem} probe did not exit 0 in time; logs:\n{logs}"
+    );
     logs
 }
 
@@ -261,7 +283,11 @@ fn agent_images_hold_what_inject_relies_on() {
         ),
         (
             JAVA_AGENT,
-            &["/autoinstrumentation/javaagent.jar", "/javaagent.jar", "/autoinstrumentation/VERSION"],
+            &[
+                "/autoinstrumentation/javaagent.jar",
+                "/javaagent.jar",
+                "/autoinstrumentation/VERSION",
+            ],
         ),
     ];
     for (image, files) in checks {
@@ -314,7 +340,14 @@ fn collector_image_validates_its_config_and_lists_the_recorded_components() {
         !user.is_empty() && !user.starts_with("0") && !user.starts_with("root"),
         "collector runs as root ({user:?})"
     );
-    docker_ok(&["run", "--rm", COLLECTOR_IMAGE, "validate", "--config", "/etc/otelcol/config.yaml"]);
+    docker_ok(&[
+        "run",
+        "--rm",
+        COLLECTOR_IMAGE,
+        "validate",
+        "--config",
+        "/etc/otelcol/config.yaml",
+    ]);
     // A broken config must be rejected (the check above is not vacuous).
     let bad = docker(&[
         "run",
@@ -331,13 +364,19 @@ fn collector_image_validates_its_config_and_lists_the_recorded_components() {
     let recorded = std::fs::read_to_string(repo_root().join("compose/collector/components.txt"))
         .expect("compose/collector/components.txt");
     let mut n = 0;
-    for line in recorded.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in recorded
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let name = line.split_whitespace().nth(1).unwrap_or_default();
         let listed = components.lines().any(|l| {
             let l = l.trim();
             l == format!("- name: {name}") || l == format!("- scheme: {name}")
         });
-        assert!(listed, "components.txt lists {name:?} but the image does not:\n{components}");
+        assert!(
+            listed,
+            "components.txt lists {name:?} but the image does not:\n{components}"
+        );
         n += 1;
     }
     assert!(n >= 15, "components.txt has only {n} entries");
@@ -372,8 +411,7 @@ fn python_agent_traces_reach_the_collector() {
         "pyprobe",
         PYTHON_RUNTIME,
         &net,
-        &vol,
-        mount,
+        (&vol, mount),
         &env,
         &["--user", "65534:65534", "--read-only"],
         &["python3", "-c", &script],
@@ -382,7 +420,12 @@ fn python_agent_traces_reach_the_collector() {
     let (spans, lines) = wait_spans(&collector, &service, Duration::from_secs(30), |s| {
         s.iter().any(|x| x.kind == SPAN_KIND_CLIENT) && s.iter().any(|x| x.name == "lab-manual")
     });
-    assert_client_span_in_trace(&spans, Some("lab-manual"), "opentelemetry.instrumentation.urllib", &lines);
+    assert_client_span_in_trace(
+        &spans,
+        Some("lab-manual"),
+        "opentelemetry.instrumentation.urllib",
+        &lines,
+    );
     assert!(
         metric_services(&collector_output(&collector)).contains(&service),
         "no metrics from {service}"
@@ -412,8 +455,7 @@ fn nodejs_agent_traces_reach_the_collector() {
         "nodeprobe",
         NODE_RUNTIME,
         &net,
-        &vol,
-        mount,
+        (&vol, mount),
         &env,
         &["--user", "65534:65534", "--read-only"],
         &["node", "-e", &script],
@@ -450,9 +492,17 @@ fn java_agent_traces_reach_the_collector() {
         .arg(&src)
         .output()
         .expect("run javac (host JDK 17)");
-    assert!(javac.status.success(), "javac: {}", String::from_utf8_lossy(&javac.stderr));
+    assert!(
+        javac.status.success(),
+        "javac: {}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
     // Readable by the container's unprivileged user.
-    let _ = std::process::Command::new("chmod").arg("-R").arg("a+rX").arg(dir.path()).status();
+    let _ = std::process::Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(dir.path())
+        .status();
 
     let mut guard = Guard::new();
     let net = test_network(&mut guard, "javaotel");
@@ -467,8 +517,7 @@ fn java_agent_traces_reach_the_collector() {
         "javaprobe",
         JAVA_RUNTIME,
         &net,
-        &vol,
-        mount,
+        (&vol, mount),
         &env,
         &["--user", "65534:65534", "-v", &classes],
         &["java", "-cp", "/probe", "LabProbe"],
