@@ -39,18 +39,23 @@ fi
 # 2. The collector binary, keyed by the manifest (+ local replaces), builder and Go version.
 go_version=$(go env GOVERSION)
 # Only the build inputs count for the binary: re-hash without the Dockerfile/test config.
-bin_hash=$( { sha256sum "$manifest" | cut -d' ' -f1
-              [ -d "$src/replaces" ] && (cd "$src/replaces" && find . -type f -print0 | LC_ALL=C sort -z \
-                | xargs -0 -r sha256sum)
+replaces_list="$src/replaces.txt"
+bin_hash=$( { sha256sum "$manifest" "$replaces_list" | cut -d' ' -f1
               printf '%s\n' "$BUILDER_VERSION" "$go_version"; } | sha256sum | cut -c1-16)
 out="$cache/otelcol/$bin_hash"
 bin="$out/otelcol"
 
+# Pinned modules from replaces.txt: "<module> <version> <dir>" lines.
+replaced_modules() { grep -vE '^[[:space:]]*(#|$)' "$replaces_list" || true; }
+
 # Each gomod module must exist on the Go proxy at the pinned version (a missing one fails fast
-# here instead of deep inside `go mod tidy`).
+# here instead of deep inside `go mod tidy`); a replaced module must exist at its fetched version.
 verify_modules() {
   local missing=0 mod ver lower code
   while read -r mod ver; do
+    if replaced_modules | awk '{print $1}' | grep -qxF "$mod"; then
+      ver=$(replaced_modules | awk -v m="$mod" '$1 == m {print $2}')
+    fi
     # The proxy escapes upper-case letters as !lower.
     lower=$(printf '%s' "$mod" | sed -E 's/([A-Z])/!\L\1/g')
     code=$(curl -s -o /dev/null -w '%{http_code}' "$goproxy/$lower/@v/$ver.info" || echo 000)
@@ -58,8 +63,28 @@ verify_modules() {
       lab_log "module not on $goproxy: $mod $ver (HTTP $code)"
       missing=1
     fi
-  done < <(sed -nE 's/^[[:space:]]*-[[:space:]]*gomod:[[:space:]]*"?([^ "]+)[[:space:]]+([^ "#]+)"?.*/\1 \2/p' "$manifest")
+  done < <(sed -nE 's/^[[:space:]]*-[[:space:]]*gomod:[[:space:]]*"?([^ "]+)[[:space:]]+([^ "#]+)"?.*/\1 \2/p' "$manifest"
+           replaced_modules | awk '{print $1, $2}')
   return $missing
+}
+
+# Fills $out/replaces/<dir> with each replaced module's source (from the module cache), its
+# collector requirements raised to this core (v0.1xx.0 -> v0.159.0, v1.xx.0 -> v1.65.0).
+fetch_replaces() {
+  local mod ver dir json srcdir core_beta core_stable
+  core_beta=$BUILDER_VERSION
+  core_stable=$(sed -nE 's#.*go\.opentelemetry\.io/collector/confmap/provider/envprovider (v1\.[0-9]+\.[0-9]+).*#\1#p' "$manifest")
+  rm -rf "$out/replaces"; mkdir -p "$out/replaces"
+  while read -r mod ver dir; do
+    json=$(cd "$out" && go mod download -json "$mod@$ver") || { lab_log "cannot download $mod@$ver"; return 1; }
+    srcdir=$(printf '%s' "$json" | sed -nE 's/^[[:space:]]*"Dir": "(.*)",?$/\1/p')
+    [ -d "$srcdir" ] || { lab_log "no source dir for $mod@$ver"; return 1; }
+    cp -r "$srcdir" "$out/replaces/$dir"
+    chmod -R u+w "$out/replaces/$dir"
+    sed -i -E \
+      -e "/^[[:space:]]*(go\.opentelemetry\.io\/collector|github\.com\/open-telemetry\/opentelemetry-collector-contrib)\//{s/ v0\.[0-9]+\.[0-9]+( |\$)/ $core_beta\1/;s/ v1\.[0-9]+\.[0-9]+( |\$)/ $core_stable\1/}" \
+      "$out/replaces/$dir/go.mod"
+  done < <(replaced_modules)
 }
 
 if [ -x "$bin" ] && [ -z "${OBS_LAB_COLLECTOR_FORCE:-}" ]; then
@@ -70,7 +95,7 @@ else
   mkdir -p "$out"
   rm -rf "$out/_build"
   cp "$manifest" "$out/manifest.yaml"
-  [ -d "$src/replaces" ] && { rm -rf "$out/replaces"; cp -r "$src/replaces" "$out/replaces"; }
+  fetch_replaces
   lab_log "building the collector (ocb $BUILDER_VERSION, $go_version); log: $out/build.log"
   start=$(date +%s)
   # CGO off, -trimpath and -s -w are the builder's defaults; set explicitly for clarity.
