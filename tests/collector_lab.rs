@@ -528,3 +528,91 @@ fn java_agent_traces_reach_the_collector() {
     });
     assert_client_span_in_trace(&spans, None, "io.opentelemetry.http-url-connection", &lines);
 }
+
+#[test]
+fn docker_stats_receiver_reports_a_test_container() {
+    if !docker_tests_enabled("docker_stats_receiver_reports_a_test_container") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    require_image(COLLECTOR_IMAGE);
+    // The Docker socket (read-only) for the non-root collector: its group, not root.
+    let sock = "/var/run/docker.sock";
+    let gid = std::fs::metadata(sock).expect("docker socket").gid().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Docker 20.10 answers API <= 1.41; the receiver's default (1.44) is refused.
+    std::fs::write(
+        dir.path().join("stats.yaml"),
+        "receivers:\n  docker_stats:\n    endpoint: unix:///var/run/docker.sock\n    \
+         collection_interval: 2s\n    api_version: \"1.41\"\n\
+         exporters:\n  file:\n    path: /data/otel.jsonl\n    flush_interval: 1s\n\
+         extensions:\n  health_check:\n    endpoint: 0.0.0.0:13133\n\
+         service:\n  extensions: [health_check]\n  pipelines:\n    metrics:\n      \
+         receivers: [docker_stats]\n      exporters: [file]\n",
+    )
+    .expect("write config");
+    let _ = std::process::Command::new("chmod")
+        .arg("-R")
+        .arg("a+rX")
+        .arg(dir.path())
+        .status();
+
+    let target = TestContainer::run("statstarget", "obs-lab/base:bookworm", &[], &["sleep", "300"]);
+    let cfg = format!("{}:/cfg:ro", dir.path().display());
+    let socket = format!("{sock}:{sock}:ro");
+    let collector = TestContainer::run(
+        "otelcol-stats",
+        COLLECTOR_IMAGE,
+        &[
+            "--group-add",
+            &gid,
+            "-v",
+            &socket,
+            "-v",
+            &cfg,
+            "-p",
+            "127.0.0.1::13133",
+        ],
+        &["--config", "/cfg/stats.yaml"],
+    );
+    let port = collector.host_port(13133);
+    let healthy = matches!(http_get(port, "/", Duration::from_secs(60)), Some((200, _)));
+    assert!(
+        healthy,
+        "collector (docker_stats) not healthy; logs:\n{}",
+        collector.logs()
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut names: Vec<String> = Vec::new();
+    while Instant::now() < deadline {
+        let lines = collector_output(&collector);
+        names = lines
+            .iter()
+            .flat_map(|l| l["resourceMetrics"].as_array().cloned().unwrap_or_default())
+            .filter(|rm| {
+                rm["resource"]["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| {
+                        a["key"] == "container.name" && a["value"]["stringValue"] == target.name.as_str()
+                    })
+            })
+            .flat_map(|rm| rm["scopeMetrics"].as_array().cloned().unwrap_or_default())
+            .flat_map(|sm| sm["metrics"].as_array().cloned().unwrap_or_default())
+            .filter_map(|m| m["name"].as_str().map(str::to_string))
+            .collect();
+        if names.iter().any(|n| n == "container.memory.usage.total") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        names.iter().any(|n| n == "container.memory.usage.total")
+            && names.iter().any(|n| n.starts_with("container.cpu.")),
+        "no docker_stats metrics for {}: {names:?}; logs:\n{}",
+        target.name,
+        collector.logs()
+    );
+}

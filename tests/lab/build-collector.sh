@@ -176,6 +176,7 @@ img_hash=$(lab_hash_dir "$src" "bin=$bin_sum" "base=$(lab_base_id)")
 if [ "$(lab_image_hash "$IMAGE")" != "$img_hash" ]; then
   cp "$src/Dockerfile" "$src/test-config.yaml" "$tmpd/"
   cp "$bin" "$tmpd/otelcol"
+  chmod 0755 "$tmpd/otelcol"; chmod 0644 "$tmpd/test-config.yaml"
 fi
 lab_build_cached "$IMAGE" "$tmpd" "$img_hash" --build-arg "BASE_IMAGE=$LAB_BASE_IMAGE"
 lab_log "collector image: $IMAGE (binary $bin)"
