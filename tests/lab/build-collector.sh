@@ -13,7 +13,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-# shellcheck source=lib.sh
+# shellcheck source=tests/lab/lib.sh disable=SC1091
 . "$here/lib.sh"
 
 OTELCOL_VERSION=0.159.0
