@@ -7,5 +7,6 @@ pub mod assets;
 pub mod cli;
 pub mod cmd;
 pub mod docker;
+pub mod doctor;
 pub mod exit;
 pub mod output;
