@@ -28,27 +28,29 @@ FORCE=${OBS_LAB_FORCE:-0}
 now() { date +%s.%N; }
 
 # build IMAGE CONTEXT HASH [build args]: lab_build_cached, or under OBS_LAB_FORCE=1 a build
-# without Docker's layer cache that replaces the tag atomically (containers other sessions run
-# from the old image keep it; the old image is removed when nothing uses it any more).
+# without Docker's layer cache. Either way the tag moves atomically (containers other sessions
+# run from the old image keep it) and the replaced image is removed once nothing uses it.
 build() {
   local image=$1 context=$2 hash=$3; shift 3
-  if [ "$FORCE" != 1 ]; then
-    lab_build_cached "$image" "$context" "$hash" "$@"
-    return
-  fi
-  local old logf
+  local old new
   old=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
-  lab_log "building $image (forced, no cache)"
-  logf=$(mktemp)
-  if ! DOCKER_BUILDKIT=0 docker build --pull=false --no-cache --label "io.obs-stack.inputs=$hash" \
-    -t "$image" "$@" "$context" >"$logf" 2>&1; then
-    tail -n 40 "$logf" >&2
+  if [ "$FORCE" != 1 ]; then
+    lab_build_cached "$image" "$context" "$hash" "$@" || return 1
+  else
+    local logf
+    lab_log "building $image (forced, no cache)"
+    logf=$(mktemp)
+    if ! DOCKER_BUILDKIT=0 docker build --pull=false --no-cache --label "io.obs-stack.inputs=$hash" \
+      -t "$image" "$@" "$context" >"$logf" 2>&1; then
+      tail -n 40 "$logf" >&2
+      rm -f "$logf"
+      lab_log "building $image failed"
+      return 1
+    fi
     rm -f "$logf"
-    lab_log "building $image failed"
-    return 1
   fi
-  rm -f "$logf"
-  if [ -n "$old" ] && ! docker rmi "$old" >/dev/null 2>&1; then
+  new=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
+  if [ -n "$old" ] && [ "$old" != "$new" ] && ! docker rmi "$old" >/dev/null 2>&1; then
     REPLACED+=("$old") # still used (by a container or a child image): retried at the end
   fi
 }
