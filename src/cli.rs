@@ -103,7 +103,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
         .ok_or_else(|| Cli::command().error(clap::error::ErrorKind::InvalidSubcommand, sub))?;
     let about = leaf.get_about().cloned();
     let leaf = GlobalArgs::augment_args(leaf.name(name).bin_name(name))
-        .about(about)
+        .about(about.unwrap_or_default())
         .version(env!("CARGO_PKG_VERSION"));
     let matches = leaf.try_get_matches_from(args.into_iter().skip(1))?;
     let global = GlobalArgs::from_arg_matches(&matches)?;
