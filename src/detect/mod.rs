@@ -9,10 +9,17 @@
 //! `probe_errors`; absent evidence only counts where a probe actually read its target.
 //!
 //! The signature format and the scoring model are documented in `docs/signatures.md`.
+pub mod elf;
+pub mod files;
+pub mod http;
+pub mod manifest;
+pub mod netproc;
 pub mod obs;
+pub mod probe;
 pub mod score;
 pub mod signature;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -116,6 +123,32 @@ impl Default for DetectOptions {
             max_archive_bytes: 64 * 1024 * 1024,
         }
     }
+}
+
+/// Detects a container by name or id: ports, env, files, processes and HTTP, concurrently.
+pub async fn detect_container(
+    engine: &crate::docker::Engine,
+    container: &str,
+    sigs: &SignatureSet,
+    opts: &DetectOptions,
+) -> anyhow::Result<Detection> {
+    let start = std::time::Instant::now();
+    let (obs, errors) = probe::observe_container(engine, container, sigs, opts).await?;
+    let mut d = assemble(container, sigs, &obs, errors);
+    d.elapsed_ms = start.elapsed().as_millis() as u64;
+    Ok(d)
+}
+
+/// Static mode: the files probe over a source tree or build context.
+pub fn detect_path(dir: &Path, sigs: &SignatureSet) -> anyhow::Result<Detection> {
+    let start = std::time::Instant::now();
+    if !dir.is_dir() {
+        anyhow::bail!("{} is not a directory", dir.display());
+    }
+    let (obs, errors) = files::observe_dir(dir, sigs, &DetectOptions::default());
+    let mut d = assemble(&dir.display().to_string(), sigs, &obs, errors);
+    d.elapsed_ms = start.elapsed().as_millis() as u64;
+    Ok(d)
 }
 
 fn candidate(s: &Scored) -> Candidate {
