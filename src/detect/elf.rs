@@ -399,7 +399,7 @@ pub fn parse_modinfo(modinfo: &str, source: &str) -> Vec<Dep> {
             Some("dep") if f.len() >= 2 => out.push(Dep {
                 ecosystem: "go".into(),
                 name: f[1].to_ascii_lowercase(),
-                version: f.get(2).map(|v| v.to_string()),
+                version: f.get(2).map(|v| v.strip_prefix('v').unwrap_or(v).to_string()),
                 rank: rank::INSTALLED,
                 direct: true,
                 source: source.to_string(),
@@ -407,7 +407,7 @@ pub fn parse_modinfo(modinfo: &str, source: &str) -> Vec<Dep> {
             }),
             Some("=>") if f.len() >= 3 => {
                 if let Some(last) = out.last_mut() {
-                    last.version = Some(f[2].to_string());
+                    last.version = Some(f[2].strip_prefix('v').unwrap_or(f[2]).to_string());
                 }
             }
             _ => {}
@@ -552,6 +552,6 @@ mod tests {
         let stripped = &modinfo[16..modinfo.len() - 16];
         let deps = parse_modinfo(stripped, "/app");
         assert_eq!(deps[0].name, "github.com/gin-gonic/gin");
-        assert_eq!(deps[0].version.as_deref(), Some("v1.9.1"));
+        assert_eq!(deps[0].version.as_deref(), Some("1.9.1"));
     }
 }

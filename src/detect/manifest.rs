@@ -316,6 +316,7 @@ fn go_mod(text: &str, path: &str) -> Vec<Dep> {
         let mut parts = body.split_whitespace();
         if let (Some(m), Some(v)) = (parts.next(), parts.next()) {
             let direct = !l.contains("// indirect");
+            let v = v.strip_prefix('v').unwrap_or(v);
             out.push(dep("go", m, Some(v.to_string()), rank::PIN, direct, path));
         }
     }

@@ -240,13 +240,16 @@ impl SignatureSet {
         self.sigs.iter().find(|s| s.id == id)
     }
 
-    /// File names (relative suffixes) some signature wants to look at.
+    /// File patterns whose content some signature looks into (`file:` with `contains:`).
     pub fn wanted_files(&self) -> BTreeSet<String> {
         self.sigs
             .iter()
             .flat_map(|s| s.indicators.iter())
             .filter_map(|i| match &i.matcher {
-                Matcher::File { path, .. } => Some(path.clone()),
+                Matcher::File {
+                    path,
+                    contains: Some(_),
+                } => Some(path.clone()),
                 _ => None,
             })
             .collect()
