@@ -289,6 +289,7 @@ pub fn read_root(root: &Path, app_dirs: &[String], c: &mut Collector, deadline: 
                 let n = e.file_name().to_string_lossy().to_string();
                 if n.starts_with("python3") {
                     site_dirs.push(format!("{base}/{n}/site-packages"));
+                    site_dirs.push(format!("{base}/{n}/dist-packages"));
                 }
             }
         }

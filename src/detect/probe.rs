@@ -255,6 +255,52 @@ pub async fn observe_container(
         obs.deps_read.insert("go".into());
     }
     obs.runtime_versions.extend(rt);
+    let mut bins = bins;
+    if host.is_none() {
+        // no /proc view: fetch the main executables (and the package database) through the
+        // archive API, within the same deadline
+        let mut exes: Vec<String> = procs.iter().map(|p| p.exe.clone()).collect();
+        exes.push(cfg_cmd.first().cloned().unwrap_or_default());
+        let exes: Vec<String> = exes
+            .into_iter()
+            .filter(|e| e.starts_with('/') && !is_shim(e) && !is_known_runtime(e))
+            .fold(Vec::new(), |mut acc, e| {
+                if !acc.contains(&e) && acc.len() < 2 {
+                    acc.push(e);
+                }
+                acc
+            });
+        let (bin_res, dpkg) = tokio::join!(
+            futures_util::future::join_all(
+                exes.iter()
+                    .map(|e| archive_binary(engine, container, e, deadline))
+            ),
+            archive_file(engine, container, "/var/lib/dpkg/status", 8 << 20, deadline)
+        );
+        for r in bin_res {
+            match r {
+                Ok(Some((e, d))) => {
+                    for dep in &d {
+                        obs.deps_read.insert(dep.ecosystem.clone());
+                    }
+                    if e.go_version.is_some() {
+                        obs.deps_read.insert("go".into());
+                    }
+                    obs.deps.extend(d);
+                    bins.push(e);
+                }
+                Ok(None) => {}
+                Err(m) => errors.push(ProbeError::new("process", m)),
+            }
+        }
+        if let Ok(Some((b, _))) = dpkg {
+            obs.deps.extend(super::manifest::dpkg_status(
+                &String::from_utf8_lossy(&b),
+                "/var/lib/dpkg/status",
+            ));
+            obs.deps_read.insert("deb".into());
+        }
+    }
     obs.processes = if procs.is_empty() && !running {
         // stopped: what it would run
         Some(vec![ProcObs {
@@ -271,6 +317,124 @@ pub async fn observe_container(
     obs.binaries = bins;
     obs.http = if http_obs.is_empty() { None } else { Some(http_obs) };
     Ok((obs, errors))
+}
+
+fn is_shim(exe: &str) -> bool {
+    let base = exe.rsplit('/').next().unwrap_or("");
+    matches!(
+        base,
+        "tini" | "dumb-init" | "sh" | "bash" | "dash" | "su-exec" | "gosu" | "sleep" | "env"
+    )
+}
+
+/// Interpreters and servers that their name already identifies: not worth fetching whole
+/// through the archive API (a Node.js binary is ~100 MB).
+fn is_known_runtime(exe: &str) -> bool {
+    let base = exe.rsplit('/').next().unwrap_or("");
+    [
+        "node",
+        "nodejs",
+        "java",
+        "python",
+        "ruby",
+        "php",
+        "dotnet",
+        "nginx",
+        "postgres",
+        "redis-server",
+        "mysqld",
+        "mariadbd",
+        "mongod",
+        "beam.smp",
+        "erl",
+    ]
+    .iter()
+    .any(|r| {
+        base == *r
+            || (base.starts_with(r)
+                && base[r.len()..]
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == '-'))
+    })
+}
+
+/// Largest executable fetched through the archive API for ELF inspection.
+const MAX_ARCHIVE_BINARY: usize = 24 << 20;
+
+/// One file's bytes through the archive API (following one symlink); `Ok(None)` if absent.
+async fn archive_file(
+    engine: &Engine,
+    container: &str,
+    path: &str,
+    cap: usize,
+    deadline: Instant,
+) -> Result<Option<(Vec<u8>, u64)>, String> {
+    let mut path = path.to_string();
+    for _ in 0..3 {
+        let fut = engine.read_archive(container, &path, cap + 64 * 1024);
+        let (tarball, _cut) = match tokio::time::timeout_at(deadline.into(), fut).await {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                let m = e.to_string();
+                if m.contains("404")
+                    || m.to_ascii_lowercase().contains("no such file")
+                    || m.contains("Could not find")
+                {
+                    return Ok(None);
+                }
+                return Err(format!("{path}: {m}"));
+            }
+            Err(_) => return Err(format!("{path}: no answer within the budget")),
+        };
+        let mut ar = tar::Archive::new(&tarball[..]);
+        let Ok(mut entries) = ar.entries() else {
+            return Ok(None);
+        };
+        let Some(Ok(mut e)) = entries.next() else {
+            return Ok(None);
+        };
+        let kind = e.header().entry_type();
+        if kind.is_symlink() {
+            let Ok(Some(target)) = e.link_name() else {
+                return Ok(None);
+            };
+            let t = target.to_string_lossy().to_string();
+            path = if t.starts_with('/') {
+                t
+            } else {
+                format!("{}/{t}", path.rsplit_once('/').map(|(d, _)| d).unwrap_or(""))
+            };
+            continue;
+        }
+        let size = e.header().size().unwrap_or(0);
+        if size as usize > cap {
+            return Err(format!(
+                "{path}: {} MiB, larger than the {} MiB read through the API",
+                size >> 20,
+                cap >> 20
+            ));
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        use std::io::Read;
+        let _ = (&mut e).take(cap as u64).read_to_end(&mut buf);
+        return Ok(Some((buf, size)));
+    }
+    Ok(None)
+}
+
+async fn archive_binary(
+    engine: &Engine,
+    container: &str,
+    exe: &str,
+    deadline: Instant,
+) -> Result<Option<(ElfObs, Vec<super::obs::Dep>)>, String> {
+    let Some((bytes, _)) = archive_file(engine, container, exe, MAX_ARCHIVE_BINARY, deadline).await? else {
+        return Ok(None);
+    };
+    let exe = exe.to_string();
+    tokio::task::spawn_blocking(move || super::elf::inspect(&bytes[..], &exe))
+        .await
+        .map_err(|e| format!("ELF inspection failed: {e}"))
 }
 
 fn tcp_port(spec: &str) -> Option<u16> {
