@@ -239,7 +239,9 @@ impl Engine {
         container: &'a str,
         path: &str,
     ) -> impl futures_util::Stream<Item = Result<Vec<u8>, DockerError>> + 'a {
-        let opts = DownloadFromContainerOptions { path: path.to_string() };
+        let opts = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
         self.docker
             .download_from_container(container, Some(opts))
             .map(move |r| r.map(|b| b.to_vec()).map_err(|e| self.err(e, Some(container))))
