@@ -21,6 +21,8 @@ pub mod rank {
 pub struct Observations {
     pub env: Option<Vec<(String, String)>>,
     pub ports: Option<Vec<PortObs>>,
+    /// The container's listening sockets were read (so "nothing listens" is known).
+    pub listen_read: bool,
     pub files: Option<FileObs>,
     /// Dependencies from manifests, lockfiles, installed packages and binaries.
     pub deps: Vec<Dep>,

@@ -188,6 +188,7 @@ pub async fn observe_container(
                 });
             }
             listening = Some(all);
+            obs.listen_read = true;
         } else {
             errors.push(ProbeError::new(
                 "ports",

@@ -26,6 +26,8 @@ use super::signature::{Matcher, PORT_CAP, Probe, SigKind, Signature, SignatureSe
 
 /// Minimum log10 weight for a probe to count towards "confirmed".
 pub const CONFIRM_MIN: f64 = 0.5;
+/// log10 weight against a framework or server when nothing listens.
+pub const NO_LISTENER: f64 = -2.0;
 /// Reported at or above this probability.
 pub const REPORT_AT: f64 = 0.5;
 /// A dependency only locked or installed (not declared by the app) counts this fraction.
@@ -422,6 +424,25 @@ fn score_one(sig: &Signature, obs: &Observations) -> Scored {
         }
     }
     total += port_total;
+    // frameworks and servers serve: a container whose listening sockets were read and that
+    // listens on nothing speaks against all of them (a worker sharing a web app's code)
+    if matches!(sig.kind, SigKind::Framework | SigKind::Server)
+        && obs.listen_read
+        && !obs
+            .ports
+            .iter()
+            .flatten()
+            .any(|p| p.source.starts_with("listening"))
+    {
+        total += NO_LISTENER;
+        hits.push(Hit {
+            weight: NO_LISTENER,
+            detail: "no TCP port listens in the container".into(),
+            version: None,
+            probe: Probe::Ports,
+        });
+        counted.push(NO_LISTENER);
+    }
     let mut probes = BTreeSet::new();
     let mut evidence = Vec::new();
     for (h, w) in hits.into_iter().zip(counted) {
@@ -800,6 +821,27 @@ mod tests {
         let s = score(&set, &obs);
         let e = s.iter().find(|x| x.id == "express").unwrap();
         assert_eq!(e.version.as_deref(), Some("4.19.2"));
+    }
+
+    #[test]
+    fn a_worker_that_listens_nowhere_is_not_a_web_framework() {
+        let set = set();
+        let obs = Observations {
+            deps: vec![dep("pypi", "flask", "3.0.3")],
+            deps_read: ["pypi".to_string()].into(),
+            ports: Some(vec![]),
+            listen_read: true,
+            processes: Some(vec![ProcObs {
+                pid: 1,
+                cmdline: "python3 -m celery worker".into(),
+                exe: "/usr/bin/python3.11".into(),
+            }]),
+            ..Default::default()
+        };
+        let s = score(&set, &obs);
+        let v = decide(&s);
+        assert!(v.framework.is_none(), "{:?}", v.framework.map(|i| &s[i].id));
+        assert_eq!(v.language.map(|i| s[i].id.as_str()), Some("python"));
     }
 
     #[test]
