@@ -455,3 +455,78 @@ fn bad_input_stopped_container_is_detected_from_files() {
     assert!(errors_text(&v).contains("not running"), "{}", errors_text(&v));
     assert!(Path::new("/").exists());
 }
+
+fn run_plain(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("obs-stack"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run obs-stack");
+    let code = out.status.code().unwrap_or(-1);
+    assert_ne!(code, 101, "panicked: {}", String::from_utf8_lossy(&out.stderr));
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn human_output_and_unknown_exit_code() {
+    let flask = fixtures_dir().join("py-flask");
+    let (code, out, _) = run_plain(&["detect", "--path", &flask.to_string_lossy()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("Framework=Flask Language=Python Version=3.0.3 Confidence="),
+        "{out}"
+    );
+    let (_, verbose, _) = run_plain(&["detect", "-v", "--path", &flask.to_string_lossy()]);
+    assert!(verbose.contains("pypi dependency flask 3.0.3"), "{verbose}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, out, _) = run_plain(&["detect", "--path", &empty.path().to_string_lossy()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("Framework=Unknown Language=Unknown"), "{out}");
+    assert!(out.contains("fallback:"), "{out}");
+}
+
+#[test]
+fn signature_overlay_adds_and_bad_signature_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bottle.yaml"),
+        "id: bottle\nname: Bottle\nkind: framework\nlanguage: python\nslot: python-web\nprior: -1.5\nindicators:\n  - {dependency: bottle, ecosystem: pypi, weight: 3, version: true}\n",
+    )
+    .unwrap();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(app.path().join("requirements.txt"), "bottle==0.12.25\n").unwrap();
+    let sig = dir.path().to_string_lossy().to_string();
+    let (code, out, _) = run_plain(&[
+        "detect",
+        "--signatures",
+        &sig,
+        "--path",
+        &app.path().to_string_lossy(),
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("Framework=Bottle Language=Python Version=0.12.25"),
+        "{out}"
+    );
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "id: broken\nname: B\nkind: framework\nlanguage: python\nprior: -1.5\nindicators:\n  - {cmdline: '(?<=x)y', weight: 1}\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_plain(&[
+        "detect",
+        "--signatures",
+        &sig,
+        "--path",
+        &app.path().to_string_lossy(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("broken.yaml") && err.contains("indicator #1"),
+        "{err}"
+    );
+}
