@@ -844,6 +844,100 @@ mod tests {
         assert_eq!(v.language.map(|i| s[i].id.as_str()), Some("python"));
     }
 
+    fn winner(obs: &Observations) -> Option<String> {
+        let s = score(&set(), obs);
+        decide(&s).framework.map(|i| s[i].id.clone())
+    }
+
+    fn deps(eco: &str, names: &[&str]) -> Observations {
+        Observations {
+            deps: names.iter().map(|n| dep(eco, n, "1.0.0")).collect(),
+            deps_read: [eco.to_string()].into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn near_misses_go_to_the_framework_built_on_top() {
+        // FastAPI pulls in Starlette, NestJS pulls in Express, Laravel pulls in Symfony components
+        assert_eq!(
+            winner(&deps("pypi", &["fastapi", "starlette", "uvicorn"])).as_deref(),
+            Some("fastapi")
+        );
+        assert_eq!(
+            winner(&deps("pypi", &["starlette", "uvicorn"])).as_deref(),
+            Some("starlette")
+        );
+        assert_eq!(
+            winner(&deps(
+                "npm",
+                &["@nestjs/core", "@nestjs/platform-express", "express"]
+            ))
+            .as_deref(),
+            Some("nestjs")
+        );
+        assert_eq!(
+            winner(&deps(
+                "composer",
+                &["laravel/framework", "symfony/http-kernel", "symfony/console"]
+            ))
+            .as_deref(),
+            Some("laravel")
+        );
+        // Rails apps often mount Sinatra-based UIs (sidekiq/web)
+        assert_eq!(
+            winner(&deps("gem", &["rails", "sinatra", "puma"])).as_deref(),
+            Some("rails")
+        );
+        // a Go binary with Gin in its build info is Gin, not plain net/http
+        let mut go = deps("go", &["github.com/gin-gonic/gin"]);
+        go.binaries = vec![ElfObs {
+            path: "/server".into(),
+            tags: vec!["go1.22.3".into(), "go-http-server".into(), "static".into()],
+            go_version: Some("1.22.3".into()),
+            ..Default::default()
+        }];
+        assert_eq!(winner(&go).as_deref(), Some("gin"));
+        go.deps.clear();
+        assert_eq!(winner(&go).as_deref(), Some("net/http"));
+    }
+
+    #[test]
+    fn headers_alone_identify_common_servers_behind_no_files() {
+        // distroless-like: no manifests, only what the HTTP probe saw
+        let obs = |h: &[(&str, &str)], body: &str| Observations {
+            http: Some(vec![http(8080, h, body)]),
+            ..Default::default()
+        };
+        assert_eq!(
+            winner(&obs(&[("X-Powered-By", "Express")], "")).as_deref(),
+            Some("express")
+        );
+        assert_eq!(
+            winner(&obs(&[("X-Powered-By", "Next.js 14.1.0")], "")).as_deref(),
+            Some("nextjs")
+        );
+        assert_eq!(
+            winner(&obs(&[("Server", "Kestrel")], "")).as_deref(),
+            Some("aspnetcore")
+        );
+        // a bare "Not Found" body is not enough for anything
+        assert_eq!(winner(&obs(&[], "Not Found")), None);
+    }
+
+    #[test]
+    fn every_signature_has_non_port_evidence() {
+        for s in &set().sigs {
+            assert!(
+                s.indicators
+                    .iter()
+                    .any(|i| !matches!(i.matcher, Matcher::Port(_)) && i.weight > 0.0),
+                "{} has only port evidence",
+                s.id
+            );
+        }
+    }
+
     #[test]
     fn nothing_observed_is_unknown() {
         let s = score(&set(), &Observations::default());
