@@ -46,7 +46,7 @@ for name in "${fixtures[@]}"; do
   hp=$(docker port "bench-detect-$name-$$" "$port/tcp" | sed -n 's/^127.0.0.1://p' | head -1)
   path=$(sed -n 's/^http_path: *//p' "tests/fixtures/apps/$name/expected.yaml")
   for _ in $(seq 1 120); do
-    if [ -n "$path" ]; then curl -fsS -o /dev/null "http://127.0.0.1:$hp$path" && break
+    if [ -n "$path" ]; then curl -fs -o /dev/null "http://127.0.0.1:$hp$path" && break
     else (exec 3<>"/dev/tcp/127.0.0.1/$hp") 2>/dev/null && break; fi
     sleep 0.5
   done
@@ -90,6 +90,6 @@ done
 allp50=$(sort -n "$OUT/all" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 echo "--all over $total running containers: p50 ${allp50} ms over 5 runs"
 
-rss_one=$( { /usr/bin/time -v "$BIN" --json detect "$one" >/dev/null; } 2>&1 | sed -n 's/.*Maximum resident set size (kbytes): //p')
-rss_all=$( { /usr/bin/time -v "$BIN" --json detect --all >/dev/null; } 2>&1 | sed -n 's/.*Maximum resident set size (kbytes): //p')
+rss_one=$( { /usr/bin/time -v "$BIN" --json detect "$one" >/dev/null || true; } 2>&1 | sed -n 's/.*Maximum resident set size (kbytes): //p')
+rss_all=$( { /usr/bin/time -v "$BIN" --json detect --all >/dev/null || true; } 2>&1 | sed -n 's/.*Maximum resident set size (kbytes): //p')
 echo "peak RSS: single $((rss_one / 1024)) MiB ($rss_one KiB), --all $((rss_all / 1024)) MiB ($rss_all KiB)"
