@@ -131,6 +131,8 @@ impl Collector {
                 "files",
                 format!("{path}: not a readable manifest (ignored)"),
             ));
+            // an unparsable manifest is no evidence at all, not even of its language
+            return;
         }
         self.deps.extend(deps);
         let keep = text.chars().take(self.max_file).collect::<String>();

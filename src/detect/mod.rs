@@ -203,8 +203,10 @@ pub fn assemble(
     target: &str,
     sigs: &SignatureSet,
     obs: &Observations,
-    probe_errors: Vec<ProbeError>,
+    mut probe_errors: Vec<ProbeError>,
 ) -> Detection {
+    let mut seen = std::collections::BTreeSet::new();
+    probe_errors.retain(|e| seen.insert((e.probe.clone(), e.message.clone())));
     let scored = score::score(sigs, obs);
     let v: Verdict = score::decide(&scored);
     let get = |i: Option<usize>| i.map(|i| &scored[i]);
