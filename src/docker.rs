@@ -237,6 +237,23 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The tar archive of `path` inside the container as a stream of chunks (works on stopped
+    /// containers); the caller bounds how much it reads.
+    pub fn archive_stream<'a>(
+        &'a self,
+        container: &'a str,
+        path: &str,
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, DockerError>> + 'a {
+        let opts = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        self.docker
+            .download_from_container(container, Some(opts))
+            .map(move |r| r.map(|b| b.to_vec()).map_err(|e| self.err(e, Some(container))))
+    }
+}
+
 /// Turns `docker top` rows into processes, whatever column order the engine used.
 pub fn parse_top(titles: Vec<String>, rows: Vec<Vec<String>>) -> Vec<Process> {
     let col = |names: &[&str]| {
