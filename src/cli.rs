@@ -69,7 +69,8 @@ pub fn personality(argv0: Option<&OsString>) -> Option<&'static str> {
     }
 }
 
-/// argv rewritten so clap sees `obs-stack <subcommand> …` for a personality binary.
+/// argv with the subcommand inserted for a personality binary (`obs-detect web` →
+/// `obs-stack detect web`), and which personality it was.
 pub fn effective_args(args: Vec<OsString>) -> (Vec<OsString>, Option<&'static str>) {
     let sub = personality(args.first());
     match sub {
@@ -86,13 +87,31 @@ pub fn effective_args(args: Vec<OsString>) -> (Vec<OsString>, Option<&'static st
 
 pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     let (args, sub) = effective_args(args);
-    let mut command = Cli::command();
-    if let Some(sub) = sub {
-        // Help and errors name the binary the user typed.
-        command = command.bin_name(format!("obs-{sub}"));
-    }
-    let matches = command.try_get_matches_from(args)?;
-    Cli::from_arg_matches(&matches)
+    let Some(sub) = sub else {
+        return Cli::try_parse_from(args);
+    };
+    // A personality binary is its subcommand as a top-level command of its own name, so
+    // help, usage and --version say `obs-detect`, not `obs-stack detect`.
+    let name: &'static str = if sub == "detect" {
+        "obs-detect"
+    } else {
+        "obs-inject"
+    };
+    let leaf = Cli::command()
+        .find_subcommand(sub)
+        .cloned()
+        .ok_or_else(|| Cli::command().error(clap::error::ErrorKind::InvalidSubcommand, sub))?;
+    let about = leaf.get_about().cloned();
+    let leaf = GlobalArgs::augment_args(leaf.name(name).bin_name(name))
+        .about(about.unwrap_or_default())
+        .version(env!("CARGO_PKG_VERSION"));
+    let matches = leaf.try_get_matches_from(args.into_iter().skip(1))?;
+    let global = GlobalArgs::from_arg_matches(&matches)?;
+    let command = match sub {
+        "detect" => Command::Detect(cmd::detect::DetectArgs::from_arg_matches(&matches)?),
+        _ => Command::Inject(cmd::inject::InjectArgs::from_arg_matches(&matches)?),
+    };
+    Ok(Cli { global, command })
 }
 
 pub fn main() -> ExitCode {

@@ -110,6 +110,12 @@ pub struct Engine {
     host: String,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("host", &self.host).finish()
+    }
+}
+
 /// One process inside a container, as `docker top` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Process {
@@ -228,6 +234,23 @@ impl Engine {
             out.extend_from_slice(&chunk);
         }
         Ok((out, false))
+    }
+}
+
+impl Engine {
+    /// The tar archive of `path` inside the container as a stream of chunks (works on stopped
+    /// containers); the caller bounds how much it reads.
+    pub fn archive_stream<'a>(
+        &'a self,
+        container: &'a str,
+        path: &str,
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, DockerError>> + 'a {
+        let opts = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        self.docker
+            .download_from_container(container, Some(opts))
+            .map(move |r| r.map(|b| b.to_vec()).map_err(|e| self.err(e, Some(container))))
     }
 }
 

@@ -6,6 +6,8 @@
 pub mod assets;
 pub mod cli;
 pub mod cmd;
+pub mod detect;
 pub mod docker;
+pub mod doctor;
 pub mod exit;
 pub mod output;

@@ -16,8 +16,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn missing_socket_is_unreachable_with_a_hint() {
     let err = rt()
         .block_on(Engine::connect_to("unix:///nonexistent/obs-stack-test.sock"))
-        .err()
-        .expect("connecting to a missing socket must fail");
+        .expect_err("connecting to a missing socket must fail");
     assert!(matches!(err, DockerError::Unreachable { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("hint"), "{text}");
@@ -34,8 +33,7 @@ fn refused_tcp_port_is_unreachable() {
         .port();
     let err = rt()
         .block_on(Engine::connect_to(&format!("tcp://127.0.0.1:{port}")))
-        .err()
-        .expect("connecting to a closed port must fail");
+        .expect_err("connecting to a closed port must fail");
     assert!(matches!(err, DockerError::Unreachable { .. }), "{err:?}");
 }
 
@@ -50,8 +48,7 @@ fn unknown_container_is_no_such_container() {
             let engine = Engine::connect().await?;
             engine.inspect(&name).await
         })
-        .err()
-        .expect("inspecting an absent container must fail");
+        .expect_err("inspecting an absent container must fail");
     assert!(
         matches!(&err, DockerError::NoSuchContainer(n) if *n == name),
         "{err:?}"
