@@ -4,7 +4,23 @@
 # wrk (benchmarks). Prints what to install when not root on Debian.
 set -euo pipefail
 
+# Toolchains the fixture, agent and collector builds use on the host. The machines this lab
+# targets ship them; Debian's own versions are too old for some (Go >= 1.25 for ocb), so they
+# are checked, not installed.
+check_toolchains() {
+  local missing=() t
+  for t in python3 node npm javac jar mvn go cargo; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+  done
+  python3 -m pip --version >/dev/null 2>&1 || missing+=("pip (python3 -m pip)")
+  if [ "${#missing[@]}" -gt 0 ]; then
+    printf '[lab] missing toolchains: %s (need python3.11+pip, node 20+npm, JDK 17+maven, go >= 1.25, rust)\n' "${missing[*]}" >&2
+    exit 3
+  fi
+}
+
 main() {
+  check_toolchains
   local want=(shellcheck:shellcheck promtool:prometheus amtool:prometheus-alertmanager wrk:wrk)
   local missing=() pair
   for pair in "${want[@]}"; do
