@@ -23,14 +23,28 @@ optional() { # runs a lab script when it exists (it arrives with its feature)
   if [ -x "$1" ]; then "$@"; else printf '[lab] %s not present, skipped\n' "$1" >&2; fi
 }
 
+wait_for() { # pid log: waits for a background step and shows its log
+  local rc=0
+  wait "$1" || rc=$?
+  cat "$2" >&2
+  rm -f "$2"
+  return "$rc"
+}
+
 main() {
   step "docker engine" tests/lab/ensure-docker.sh
   step "host tools" tests/lab/ensure-tools.sh
   step "base image" tests/lab/base-image.sh
+  # The collector (a long Go build on a cold machine) builds in the background while the
+  # other images download and build; its log is shown if it fails.
+  local collector_log collector_pid
+  collector_log=$(mktemp)
+  optional tests/lab/build-collector.sh >"$collector_log" 2>&1 &
+  collector_pid=$!
   step "fixtures" optional tests/lab/build-fixtures.sh
   step "agents" optional tests/lab/build-agents.sh
-  step "collector" optional tests/lab/build-collector.sh
   step "stack images" optional tests/lab/build-stack-images.sh
+  step "collector" wait_for "$collector_pid" "$collector_log"
   if [ "${OBS_STACK_SKIP_LINT:-0}" != 1 ]; then
     step "rustfmt" cargo fmt --check
     step "clippy" cargo clippy --all-targets --quiet -- -D warnings
