@@ -557,3 +557,184 @@ fn collector_binary_validates_the_config() {
         );
     }
 }
+
+// ---- the CLI: idempotence, user edits, secrets, dry-run ---------------------------------
+
+fn init_cmd(dir: &Path, extra: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_obs-stack"));
+    cmd.current_dir(dir).args([
+        "init",
+        "--static",
+        "--assume",
+        "shop=python:flask",
+        "--assume",
+        "api=node:express",
+    ]);
+    cmd.args(["--assume", "billing=java", "--assume", "db=infra"])
+        .args(extra);
+    run(&mut cmd)
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().display().to_string(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn cli_is_idempotent_and_keeps_user_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), PROJECT).unwrap();
+    let user_file = std::fs::read(dir.path().join("compose.yaml")).unwrap();
+
+    let (ok, out) = init_cmd(dir.path(), &["--dry-run"]);
+    assert!(ok, "{out}");
+    assert_eq!(snapshot(dir.path()).len(), 1, "--dry-run wrote files");
+
+    let (ok, out) = init_cmd(dir.path(), &[]);
+    assert!(ok, "{out}");
+    let first = snapshot(dir.path());
+    assert!(first.contains_key("obs-stack.yml") && first.contains_key(".obs-stack/manifest.json"));
+    assert_eq!(
+        first["compose.yaml"], user_file,
+        "the user's compose file changed"
+    );
+    // Secrets: mode 0600, random, never admin/admin.
+    use std::os::unix::fs::PermissionsExt;
+    let env_path = dir.path().join("obs-stack/.env");
+    assert_eq!(
+        std::fs::metadata(&env_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let env = String::from_utf8(first["obs-stack/.env"].clone()).unwrap();
+    let pw = env
+        .lines()
+        .find_map(|l| l.strip_prefix("GF_SECURITY_ADMIN_PASSWORD="))
+        .unwrap();
+    assert!(pw.len() >= 32 && pw != "admin");
+
+    // Second run: byte-identical output, every file reported unchanged.
+    let (ok, out) = init_cmd(dir.path(), &["--json"]);
+    assert!(ok, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        report["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["action"] == "unchanged"),
+        "{out}"
+    );
+    assert_eq!(snapshot(dir.path()), first);
+
+    // A user edit is kept; the new version goes next to it.
+    let prom = dir.path().join("obs-stack/prometheus/prometheus.yml");
+    let edited = format!("{}\n# my edit\n", std::fs::read_to_string(&prom).unwrap());
+    std::fs::write(&prom, &edited).unwrap();
+    let (ok, out) = init_cmd(dir.path(), &["--profile", "prod"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&prom).unwrap(),
+        edited,
+        "edited file overwritten"
+    );
+    assert!(
+        dir.path()
+            .join("obs-stack/prometheus/prometheus.yml.new")
+            .is_file()
+    );
+    assert!(out.contains("edited"), "{out}");
+    // Untouched generated files follow the new profile.
+    assert!(
+        std::fs::read_to_string(dir.path().join("obs-stack.apps.yml"))
+            .unwrap()
+            .contains("OTEL_TRACES_SAMPLER_ARG: \"0.1\"")
+    );
+    // Still kept on the next run (the manifest remembers the old hash), replaced with --force.
+    let (ok, _) = init_cmd(dir.path(), &["--profile", "prod"]);
+    assert!(ok);
+    assert_eq!(std::fs::read_to_string(&prom).unwrap(), edited);
+    let (ok, out) = init_cmd(dir.path(), &["--profile", "prod", "--force"]);
+    assert!(ok, "{out}");
+    assert!(!std::fs::read_to_string(&prom).unwrap().contains("# my edit"));
+    // The same secrets survive every run.
+    assert_eq!(std::fs::read(&env_path).unwrap(), first["obs-stack/.env"]);
+}
+
+#[test]
+fn cli_rejects_bad_input_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = init_cmd(dir.path(), &[]);
+    assert!(!ok && out.contains("no compose file"), "{out}");
+    std::fs::write(dir.path().join("compose.yaml"), "services: [oops").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+        .current_dir(dir.path())
+        .args(["init", "--static"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(dir.path().join("compose.yaml"), PROJECT).unwrap();
+    for bad in [
+        vec!["--assume", "nosuch=python"],
+        vec!["--image", "nosuch=x"],
+        vec!["--disable", "everything"],
+        vec!["--port", "grafana=notaport"],
+        vec!["--slo", "shop=abc"],
+        vec!["--webhook", "ftp://x"],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+            .current_dir(dir.path())
+            .args(["init", "--static"])
+            .args(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!dir.path().join("obs-stack.yml").exists(), "{bad:?} wrote files");
+    }
+}
+
+#[test]
+fn template_overlay_replaces_embedded_files_and_strict_undefined_catches_typos() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), PROJECT).unwrap();
+    let overlay = dir.path().join("tpl");
+    std::fs::create_dir_all(overlay.join("defaults")).unwrap();
+    std::fs::write(
+        overlay.join("defaults/redaction.yaml"),
+        "blocked_values: [\"ACME-[0-9]{6}\"]\nblocked_key_patterns: [\".*secret.*\"]\n",
+    )
+    .unwrap();
+    let (ok, out) = init_cmd(dir.path(), &["--templates", overlay.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let c = std::fs::read_to_string(dir.path().join("obs-stack/otelcol/config.yaml")).unwrap();
+    assert!(c.contains("ACME-[0-9]{6}"), "overlay not used");
+    std::fs::create_dir_all(overlay.join("stack")).unwrap();
+    std::fs::write(
+        overlay.join("stack/obs-stack.yml.j2"),
+        "services: {{ no_such_variable }}\n",
+    )
+    .unwrap();
+    let (ok, out) = init_cmd(dir.path(), &["--templates", overlay.to_str().unwrap()]);
+    assert!(
+        !ok && (out.contains("no_such_variable") || out.contains("undefined")),
+        "{out}"
+    );
+}
