@@ -20,6 +20,9 @@ pub struct AgentsFile {
     pub defaults: AgentDefaults,
     #[serde(default)]
     pub common: EnvRules,
+    /// Per-variable list separators (OTEL_RESOURCE_ATTRIBUTES ","), else the runtime's.
+    #[serde(default)]
+    pub separators: BTreeMap<String, String>,
     pub runtimes: BTreeMap<String, Runtime>,
 }
 
@@ -27,6 +30,12 @@ pub struct AgentsFile {
 pub struct AgentDefaults {
     pub endpoint: String,
     pub protocol: String,
+    #[serde(default = "default_export_interval")]
+    pub metric_export_interval: String,
+}
+
+fn default_export_interval() -> String {
+    "15000".to_string()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

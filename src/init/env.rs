@@ -12,6 +12,7 @@ pub struct EnvVars {
     pub endpoint: String,
     pub sampler_arg: String,
     pub resource_attributes: String,
+    pub metric_export_interval: String,
 }
 
 fn fill(template: &str, v: &EnvVars) -> String {
@@ -20,6 +21,7 @@ fn fill(template: &str, v: &EnvVars) -> String {
         .replace("{endpoint}", &v.endpoint)
         .replace("{sampler_arg}", &v.sampler_arg)
         .replace("{resource_attributes}", &v.resource_attributes)
+        .replace("{metric_export_interval}", &v.metric_export_interval)
 }
 
 /// The variables to set on the container (only those that change or must be pinned), given
@@ -56,6 +58,10 @@ pub fn agent_env(
         }
         for (k, v) in &r.prepend {
             let v = fill(v, vars);
+            if v.is_empty() {
+                continue;
+            }
+            let sep = agents.separators.get(k).map(String::as_str).unwrap_or(sep);
             let merged = match current(&out, k).filter(|c| !c.is_empty()) {
                 Some(c) if split(&c, sep).any(|p| p == v) => c,
                 Some(c) => format!("{v}{sep}{c}"),
@@ -65,6 +71,10 @@ pub fn agent_env(
         }
         for (k, v) in &r.append {
             let v = fill(v, vars);
+            if v.is_empty() {
+                continue;
+            }
+            let sep = agents.separators.get(k).map(String::as_str).unwrap_or(sep);
             let merged = match current(&out, k).filter(|c| !c.is_empty()) {
                 Some(c) if contains_item(&c, &v, sep) => c,
                 Some(c) => format!("{c}{sep}{v}"),
@@ -111,6 +121,7 @@ mod tests {
             endpoint: "http://otel-collector:4318".into(),
             sampler_arg: "1".into(),
             resource_attributes: String::new(),
+            metric_export_interval: "15000".into(),
         }
     }
 
@@ -127,6 +138,20 @@ mod tests {
         assert_eq!(env["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
         assert_eq!(env["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
         assert!(!env.contains_key("OTEL_RESOURCE_ATTRIBUTES"));
+    }
+
+    #[test]
+    fn resource_attributes_are_appended_with_commas() {
+        let existing = BTreeMap::from([("OTEL_RESOURCE_ATTRIBUTES".to_string(), "team=a".to_string())]);
+        let v = EnvVars {
+            resource_attributes: "deployment.environment.name=dev".into(),
+            ..vars()
+        };
+        let env = agent_env(&agents(), "node", &existing, &v);
+        assert_eq!(env["OTEL_RESOURCE_ATTRIBUTES"], "team=a,deployment.environment.name=dev");
+        let mut after = existing.clone();
+        after.extend(env);
+        assert!(!agent_env(&agents(), "node", &after, &v).contains_key("OTEL_RESOURCE_ATTRIBUTES"));
     }
 
     #[test]

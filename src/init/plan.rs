@@ -190,7 +190,11 @@ pub struct AgentPlan {
     pub runtime: String,
     pub service: String,
     pub image: String,
+    /// The compose volume key (what app overrides mount).
     pub volume: String,
+    /// The Docker volume name, `obs-agent-<runtime>-<version>` like `obs-stack inject`'s, so
+    /// both share one copy per agent version (and a new version never mixes with an old one).
+    pub volume_name: String,
     pub mount_path: String,
     pub copy_from: String,
 }
@@ -340,6 +344,22 @@ pub fn fmt_num(x: f64) -> String {
     }
 }
 
+/// The tag of an image reference (`repo:tag`, `repo@sha256:…` gives the digest prefix),
+/// reduced to what a volume name may contain.
+pub fn image_version(image: &str) -> String {
+    let raw = if let Some((_, digest)) = image.split_once('@') {
+        digest.trim_start_matches("sha256:").chars().take(12).collect::<String>()
+    } else {
+        let last = image.rsplit('/').next().unwrap_or(image);
+        last.split_once(':').map(|(_, t)| t.to_string()).unwrap_or_else(|| "latest".into())
+    };
+    let v: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '-' })
+        .collect();
+    if v.is_empty() { "latest".into() } else { v }
+}
+
 fn escape_compose(v: &str) -> String {
     v.replace('$', "$$")
 }
@@ -452,7 +472,10 @@ pub fn plan(
         ("evaluation_interval".into(), prof.evaluation_interval.clone()),
         ("alert_for_fast".into(), prof.alert_for_fast.clone()),
         ("alert_for_slow".into(), prof.alert_for_slow.clone()),
-        ("metric_export_interval".into(), "15000".into()),
+        (
+            "metric_export_interval".into(),
+            data.agents.defaults.metric_export_interval.clone(),
+        ),
         (
             "group_wait".into(),
             if profile == "dev" { "10s" } else { "30s" }.into(),
@@ -622,6 +645,7 @@ pub fn plan(
                 endpoint,
                 sampler_arg: fmt_num(slo.sampling),
                 resource_attributes: format!("deployment.environment.name={profile}"),
+                metric_export_interval: settings["metric_export_interval"].clone(),
             };
             let env = agent_env(&data.agents, &rt, &existing, &vars);
             app.env = env.into_iter().map(|(k, v)| (k, escape_compose(&v))).collect();
@@ -664,6 +688,8 @@ pub fn plan(
     for (rt, copy_from) in &used_runtimes {
         let r = &data.agents.runtimes[rt];
         let musl = r.copy_from_musl.as_deref() == Some(copy_from.as_str()) && rt == "python";
+        let image = images[&format!("agent-{rt}")].clone();
+        let version = image_version(&image);
         agents.push(AgentPlan {
             runtime: rt.clone(),
             service: if musl {
@@ -671,7 +697,8 @@ pub fn plan(
             } else {
                 format!("otel-agent-{rt}")
             },
-            image: images[&format!("agent-{rt}")].clone(),
+            volume_name: format!("obs-agent-{rt}{}-{version}", if musl { "-musl" } else { "" }),
+            image,
             volume: if musl {
                 format!("{}-musl", r.volume)
             } else {
@@ -734,6 +761,13 @@ mod tests {
         assert_eq!(ServiceInfo::parse_assumption("db=infra").unwrap().kind, "infra");
         assert!(ServiceInfo::parse_assumption("nonsense").is_err());
         assert!(ServiceInfo::parse_assumption("=python").is_err());
+    }
+
+    #[test]
+    fn agent_volume_versions() {
+        assert_eq!(image_version("ghcr.io/x/autoinstrumentation-python:0.65b0"), "0.65b0");
+        assert_eq!(image_version("localhost:5000/agent"), "latest");
+        assert_eq!(image_version("a/b@sha256:0123456789abcdef"), "0123456789ab");
     }
 
     #[test]

@@ -137,18 +137,24 @@ def python():
     b = Board("obs-python", "Python runtime",
               "CPython processes instrumented by the OpenTelemetry Python agent (system-metrics instrumentation).",
               'label_values(target_info{telemetry_sdk_language="python"}, job)')
+    # system-metrics emits both the process.* semantic conventions and the older
+    # process.runtime.cpython.* names: prefer the former, fall back to the latter, never add both.
     b.row("Process")
     b.panel("Memory (RSS)", [
-        ('sum by (job) ({__name__=~"process_runtime_cpython_memory_bytes|process_memory_usage_bytes", job=~"$job", type=~"rss|"})', "{{job}}")],
+        ('max by (job) (process_memory_usage_bytes{job=~"$job"}) '
+         'or max by (job) (process_runtime_cpython_memory_bytes{job=~"$job", type="rss"})', "{{job}}")],
         unit="bytes")
     b.panel("CPU", [
-        (f'sum by (job) (rate({{__name__=~"process_runtime_cpython_cpu_time_seconds(_total)?|process_cpu_time_seconds(_total)?", job=~"$job"}}[{RI}]))', "{{job}}")],
+        (f'sum by (job) (rate(process_cpu_time_seconds_total{{job=~"$job"}}[{RI}])) '
+         f'or sum by (job) (rate(process_runtime_cpython_cpu_time_seconds_total{{job=~"$job"}}[{RI}]))', "{{job}}")],
         unit="percentunit")
     b.panel("Garbage collections", [
-        (f'sum by (job, generation) (rate({{__name__=~"process_runtime_cpython_gc_count(_total)?|cpython_gc_collections(_total)?", job=~"$job"}}[{RI}]))', "{{job}} gen {{generation}}")],
+        (f'sum by (job) (rate(cpython_gc_collections_total{{job=~"$job"}}[{RI}])) '
+         f'or sum by (job) (rate(process_runtime_cpython_gc_count_bytes_total{{job=~"$job"}}[{RI}]))', "{{job}}")],
         unit="ops")
     b.panel("Threads", [
-        ('sum by (job) ({__name__=~"process_runtime_cpython_thread_count|process_thread_count", job=~"$job"})', "{{job}}")])
+        ('max by (job) (process_thread_count{job=~"$job"}) '
+         'or max by (job) (process_runtime_cpython_thread_count{job=~"$job"})', "{{job}}")])
     b.row("HTTP")
     b.panel("Requests per second", [req()], unit="reqps")
     b.panel("Latency p95", [quant(0.95)], unit="s")
