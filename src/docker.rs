@@ -67,7 +67,9 @@ pub fn classify(err: bollard::errors::Error, host: &str, container: Option<&str>
             let text = error_chain_text(&other);
             let lower = text.to_ascii_lowercase();
             if lower.contains("permission denied") {
-                DockerError::PermissionDenied { host: host.to_string() }
+                DockerError::PermissionDenied {
+                    host: host.to_string(),
+                }
             } else if lower.contains("connection refused")
                 || lower.contains("no such file")
                 || lower.contains("error trying to connect")
@@ -79,7 +81,10 @@ pub fn classify(err: bollard::errors::Error, host: &str, container: Option<&str>
                     detail: text,
                 }
             } else {
-                DockerError::Api { status: None, message: text }
+                DockerError::Api {
+                    status: None,
+                    message: text,
+                }
             }
         }
     }
@@ -118,11 +123,19 @@ impl Engine {
     /// Connects using `DOCKER_HOST` or the default socket, negotiates the API version and
     /// pings once, so later calls fail only for reasons of their own.
     pub async fn connect() -> Result<Engine, DockerError> {
-        let host = docker_host();
-        let docker = Docker::connect_with_defaults()
+        Engine::connect_to(&docker_host()).await
+    }
+
+    /// Connects to an explicit host (`unix:///…`, `tcp://…`), negotiating and pinging.
+    pub async fn connect_to(host: &str) -> Result<Engine, DockerError> {
+        let host = host.to_string();
+        let docker = Docker::connect_with_host(&host)
             .map_err(|e| classify(e, &host, None))?
             .with_timeout(Duration::from_secs(60));
-        let docker = docker.negotiate_version().await.map_err(|e| classify(e, &host, None))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| classify(e, &host, None))?;
         docker.ping().await.map_err(|e| classify(e, &host, None))?;
         Ok(Engine { docker, host })
     }
@@ -153,7 +166,10 @@ impl Engine {
     }
 
     pub async fn inspect_image(&self, image: &str) -> Result<ImageInspect, DockerError> {
-        self.docker.inspect_image(image).await.map_err(|e| self.err(e, None))
+        self.docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| self.err(e, None))
     }
 
     /// Containers, running only unless `all`; `labels` are `key` or `key=value` filters.
@@ -196,7 +212,10 @@ impl Engine {
             .top_processes(container, Some(opts))
             .await
             .map_err(|e| self.err(e, Some(container)))?;
-        Ok(parse_top(resp.titles.unwrap_or_default(), resp.processes.unwrap_or_default()))
+        Ok(parse_top(
+            resp.titles.unwrap_or_default(),
+            resp.processes.unwrap_or_default(),
+        ))
     }
 
     /// A tar archive of `path` inside the container (works on stopped containers), read up to
@@ -207,7 +226,9 @@ impl Engine {
         path: &str,
         max_bytes: usize,
     ) -> Result<(Vec<u8>, bool), DockerError> {
-        let opts = DownloadFromContainerOptions { path: path.to_string() };
+        let opts = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
         let mut stream = self.docker.download_from_container(container, Some(opts));
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
@@ -225,7 +246,11 @@ impl Engine {
 
 /// Turns `docker top` rows into processes, whatever column order the engine used.
 pub fn parse_top(titles: Vec<String>, rows: Vec<Vec<String>>) -> Vec<Process> {
-    let col = |names: &[&str]| titles.iter().position(|t| names.iter().any(|n| t.eq_ignore_ascii_case(n)));
+    let col = |names: &[&str]| {
+        titles
+            .iter()
+            .position(|t| names.iter().any(|n| t.eq_ignore_ascii_case(n)))
+    };
     let pid = col(&["PID"]);
     let ppid = col(&["PPID"]);
     let user = col(&["USER", "UID"]);
@@ -250,7 +275,12 @@ mod tests {
     #[test]
     fn parse_top_maps_columns_by_title() {
         let titles = vec!["PID".into(), "PPID".into(), "USER".into(), "COMMAND".into()];
-        let rows = vec![vec!["12".into(), "1".into(), "root".into(), "python3 -m flask run".into()]];
+        let rows = vec![vec![
+            "12".into(),
+            "1".into(),
+            "root".into(),
+            "python3 -m flask run".into(),
+        ]];
         let p = parse_top(titles, rows);
         assert_eq!(p[0].pid, 12);
         assert_eq!(p[0].ppid, 1);
@@ -263,12 +293,17 @@ mod tests {
             status_code: 404,
             message: "No such container: nope".into(),
         };
-        assert!(matches!(classify(e, "unix:///x", Some("nope")), DockerError::NoSuchContainer(n) if n == "nope"));
+        assert!(
+            matches!(classify(e, "unix:///x", Some("nope")), DockerError::NoSuchContainer(n) if n == "nope")
+        );
     }
 
     #[test]
     fn classify_maps_missing_socket_to_unreachable() {
         let e = bollard::errors::Error::SocketNotFoundError("/nope.sock".into());
-        assert!(matches!(classify(e, "unix:///nope.sock", None), DockerError::Unreachable { .. }));
+        assert!(matches!(
+            classify(e, "unix:///nope.sock", None),
+            DockerError::Unreachable { .. }
+        ));
     }
 }

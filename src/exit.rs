@@ -5,8 +5,8 @@
 //! | 0 | success (detect: a framework or language was detected) |
 //! | 1 | negative result (detect: unknown; doctor: something required is missing) |
 //! | 2 | error: bad input, usage, an operation that failed |
-//! | 3 | the Docker engine is unreachable (not running, no socket, DOCKER_HOST down) |
-//! | 4 | permission denied on the Docker socket |
+//! | 3 | the Docker engine is unreachable (not running, no socket, DOCKER_HOST down; also doctor) |
+//! | 4 | permission denied on the Docker socket (also doctor) |
 //! | 5 | no such container |
 //! | 6 | inject rolled back: the instrumented container did not become healthy |
 use std::process::ExitCode;
@@ -27,6 +27,10 @@ pub enum Outcome {
     Success,
     Negative,
     RolledBack,
+    /// doctor: the report is printed and the engine is unreachable (3).
+    DockerUnreachable,
+    /// doctor: the report is printed and the socket refused us (4).
+    DockerPermission,
 }
 
 impl Outcome {
@@ -35,6 +39,8 @@ impl Outcome {
             Outcome::Success => OK,
             Outcome::Negative => NEGATIVE,
             Outcome::RolledBack => ROLLED_BACK,
+            Outcome::DockerUnreachable => DOCKER_UNREACHABLE,
+            Outcome::DockerPermission => DOCKER_PERMISSION,
         }
     }
 }

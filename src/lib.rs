@@ -7,6 +7,7 @@ pub mod assets;
 pub mod cli;
 pub mod cmd;
 pub mod docker;
+pub mod doctor;
 pub mod exit;
 pub mod init;
 pub mod output;

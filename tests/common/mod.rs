@@ -39,7 +39,11 @@ pub fn run_id() -> String {
 /// A unique container/network/volume name with the given stem.
 pub fn unique_name(stem: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("obs-test-{stem}-{}-{}", run_id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "obs-test-{stem}-{}-{}",
+        run_id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 pub fn repo_root() -> PathBuf {
@@ -129,6 +133,12 @@ pub struct TestContainer {
 impl TestContainer {
     /// `docker run -d` with the test label and a unique name; `extra` goes before the image.
     pub fn run(stem: &str, image: &str, extra: &[&str], cmd: &[&str]) -> TestContainer {
+        Self::try_run(stem, image, extra, cmd).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`TestContainer::run`], but returns the `docker run` failure instead of panicking
+    /// (the guard still removes a half-created container).
+    pub fn try_run(stem: &str, image: &str, extra: &[&str], cmd: &[&str]) -> Result<TestContainer, String> {
         let name = unique_name(stem);
         let mut guard = Guard::new();
         guard.container(&name);
@@ -137,8 +147,27 @@ impl TestContainer {
         args.extend_from_slice(extra);
         args.push(image);
         args.extend_from_slice(cmd);
-        docker_ok(&args);
-        TestContainer { name, _guard: guard }
+        let out = docker(&args);
+        if !out.status.success() {
+            return Err(format!(
+                "docker {:?} failed: {}",
+                args,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(TestContainer { name, _guard: guard })
+    }
+
+    /// Whether the container is running now (false when it exited or is gone).
+    pub fn is_running(&self) -> bool {
+        let out = docker(&["inspect", "-f", "{{.State.Running}}", &self.name]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "true"
+    }
+
+    /// `docker inspect -f FORMAT` on this container (empty on failure).
+    pub fn inspect(&self, format: &str) -> String {
+        let out = docker(&["inspect", "-f", format, &self.name]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// The 127.0.0.1 host port published for `container_port/tcp`.
@@ -177,7 +206,9 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String
     use std::io::{Read, Write};
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)) {
+        if let Ok(mut s) =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
+        {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
             if s.write_all(req.as_bytes()).is_ok() {
@@ -197,4 +228,186 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String
         std::thread::sleep(Duration::from_millis(300));
     }
     None
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixture corpus: tests/fixtures/apps/<name>/ with a Dockerfile and expected.yaml, built
+// into obs-lab/fixture-<name>:latest by tests/lab/build-fixtures.sh.
+
+/// The fixture names that are contracts (coord notes); every one must exist.
+pub const CORPUS: &[&str] = &[
+    "py-flask",
+    "py-django",
+    "py-fastapi",
+    "py-worker",
+    "node-express",
+    "node-nestjs",
+    "node-koa",
+    "java-springboot",
+    "java-plain",
+    "go-gin",
+    "go-nethttp",
+    "ruby-sinatra",
+    "infra-nginx",
+    "infra-postgres",
+    "infra-redis",
+    "neg-sleep",
+];
+
+/// The labels a fixture declares in its `expected.yaml`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Expected {
+    /// `app` | `infra` | `negative`
+    pub kind: String,
+    /// `python|node|java|go|ruby|php|none`
+    pub language: String,
+    /// lower-case slug, or `unknown`
+    pub framework: String,
+    #[serde(default)]
+    pub server: Option<String>,
+    /// major.minor (a bare major for Java, e.g. "17")
+    #[serde(default)]
+    pub runtime_version: Option<String>,
+    #[serde(default)]
+    pub framework_version: Option<String>,
+    /// container port it listens on; absent when it listens on none
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// a path answering 2xx over HTTP; absent when the port does not speak HTTP
+    #[serde(default)]
+    pub http_path: Option<String>,
+}
+
+pub const KINDS: &[&str] = &["app", "infra", "negative"];
+pub const LANGUAGES: &[&str] = &["python", "node", "java", "go", "ruby", "php", "none"];
+
+impl Expected {
+    /// Checks the values against the contract; returns every problem found.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let slug = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c))
+        };
+        let version = |s: &str| {
+            let parts: Vec<&str> = s.split('.').collect();
+            !parts.is_empty()
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        };
+        if !KINDS.contains(&self.kind.as_str()) {
+            problems.push(format!("kind {:?} is not one of {KINDS:?}", self.kind));
+        }
+        if !LANGUAGES.contains(&self.language.as_str()) {
+            problems.push(format!(
+                "language {:?} is not one of {LANGUAGES:?}",
+                self.language
+            ));
+        }
+        if !slug(&self.framework) {
+            problems.push(format!("framework {:?} is not a lower-case slug", self.framework));
+        }
+        if let Some(s) = &self.server
+            && !slug(s)
+        {
+            problems.push(format!("server {s:?} is not a lower-case slug"));
+        }
+        if let Some(v) = &self.runtime_version
+            && (!version(v) || v.split('.').count() > 2)
+        {
+            problems.push(format!("runtime_version {v:?} is not major[.minor]"));
+        }
+        if let Some(v) = &self.framework_version
+            && !version(v)
+        {
+            problems.push(format!("framework_version {v:?} is not a dotted version"));
+        }
+        if let Some(p) = &self.http_path {
+            if !p.starts_with('/') {
+                problems.push(format!("http_path {p:?} does not start with /"));
+            }
+            if self.port.is_none() {
+                problems.push("http_path without port".to_string());
+            }
+        }
+        match self.kind.as_str() {
+            "app" => {
+                if self.language == "none" {
+                    problems.push("an app fixture needs a language".to_string());
+                }
+                if self.runtime_version.is_none() {
+                    problems.push("an app fixture needs runtime_version".to_string());
+                }
+                if self.port.is_some() && self.http_path.is_none() {
+                    problems.push("an app fixture with a port must declare http_path".to_string());
+                }
+            }
+            "infra" if self.port.is_none() => {
+                problems.push("an infra fixture needs a port".to_string());
+            }
+            "negative" if self.framework != "unknown" => {
+                problems.push("a negative fixture has framework: unknown".to_string());
+            }
+            _ => {}
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// Every fixture directory (one holding a Dockerfile), sorted.
+pub fn fixture_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("Dockerfile").is_file())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The image a fixture is built into.
+pub fn fixture_image(name: &str) -> String {
+    format!("obs-lab/fixture-{name}:latest")
+}
+
+/// Parses a fixture's expected.yaml (no validation).
+pub fn try_expected(fixture: &str) -> Result<Expected, String> {
+    let path = fixtures_dir().join(fixture).join("expected.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A fixture's expected.yaml, parsed and validated; panics with the reason (test setup).
+pub fn expected(fixture: &str) -> Expected {
+    let e = try_expected(fixture).unwrap_or_else(|e| panic!("{e}"));
+    if let Err(p) = e.validate() {
+        panic!("{fixture}/expected.yaml: {p}");
+    }
+    e
+}
+
+/// Starts a fixture's image (publishing its port on 127.0.0.1 when it has one).
+pub fn try_start_fixture(name: &str) -> Result<TestContainer, String> {
+    let exp = try_expected(name)?;
+    let publish = exp.port.map(|p| format!("127.0.0.1::{p}"));
+    let mut extra: Vec<&str> = Vec::new();
+    if let Some(p) = &publish {
+        extra.extend(["-p", p.as_str()]);
+    }
+    TestContainer::try_run(name, &fixture_image(name), &extra, &[])
+}
+
+/// Starts a fixture's image; panics when it cannot be started (test setup).
+pub fn start_fixture(name: &str) -> TestContainer {
+    try_start_fixture(name).unwrap_or_else(|e| panic!("{e}"))
 }
