@@ -148,7 +148,10 @@ mod tests {
             ..vars()
         };
         let env = agent_env(&agents(), "node", &existing, &v);
-        assert_eq!(env["OTEL_RESOURCE_ATTRIBUTES"], "team=a,deployment.environment.name=dev");
+        assert_eq!(
+            env["OTEL_RESOURCE_ATTRIBUTES"],
+            "team=a,deployment.environment.name=dev"
+        );
         let mut after = existing.clone();
         after.extend(env);
         assert!(!agent_env(&agents(), "node", &after, &v).contains_key("OTEL_RESOURCE_ATTRIBUTES"));

@@ -348,14 +348,26 @@ pub fn fmt_num(x: f64) -> String {
 /// reduced to what a volume name may contain.
 pub fn image_version(image: &str) -> String {
     let raw = if let Some((_, digest)) = image.split_once('@') {
-        digest.trim_start_matches("sha256:").chars().take(12).collect::<String>()
+        digest
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect::<String>()
     } else {
         let last = image.rsplit('/').next().unwrap_or(image);
-        last.split_once(':').map(|(_, t)| t.to_string()).unwrap_or_else(|| "latest".into())
+        last.split_once(':')
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_else(|| "latest".into())
     };
     let v: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     if v.is_empty() { "latest".into() } else { v }
 }
@@ -765,7 +777,10 @@ mod tests {
 
     #[test]
     fn agent_volume_versions() {
-        assert_eq!(image_version("ghcr.io/x/autoinstrumentation-python:0.65b0"), "0.65b0");
+        assert_eq!(
+            image_version("ghcr.io/x/autoinstrumentation-python:0.65b0"),
+            "0.65b0"
+        );
         assert_eq!(image_version("localhost:5000/agent"), "latest");
         assert_eq!(image_version("a/b@sha256:0123456789abcdef"), "0123456789ab");
     }
