@@ -247,63 +247,37 @@ fn init_brings_up_an_observed_lab_project() {
 
     // init, with the lab's images and fast alert timings (test override of the dev profile).
     let t = Instant::now();
+    let init_args: Vec<String> = [
+        "init",
+        "--profile=dev",
+        "--disable=grafana,tempo,loki",
+        "--debug-output",
+        "--assume=shop=python:flask",
+        "--assume=api=node:express",
+        "--assume=billing=java:spring-boot",
+        "--assume=db=infra",
+        &format!("--image=collector={COLLECTOR}"),
+        &format!("--image=prometheus={PROMETHEUS}"),
+        &format!("--image=alertmanager={ALERTMANAGER}"),
+        &format!("--image=agent-python={agent_py}"),
+        &format!("--image=agent-node={agent_node}"),
+        &format!("--image=agent-java={agent_java}"),
+        "--webhook=http://obs-webhook:8080/alerts",
+        "--collector-components=components.yaml",
+        "--set=scrape_interval=5s",
+        "--set=evaluation_interval=5s",
+        "--set=alert_for_fast=10s",
+        "--set=group_wait=5s",
+        "--set=group_interval=10s",
+        "--set=metric_export_interval=5000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let (ok, out) = sh(Command::new(env!("CARGO_BIN_EXE_obs-stack"))
         .current_dir(&dir)
         .env("COMPOSE_PROJECT_NAME", &name)
-        .args([
-            "init",
-            "--profile",
-            "dev",
-            "--disable",
-            "grafana,tempo,loki",
-            "--debug-output",
-        ])
-        .args([
-            "--assume",
-            "shop=python:flask",
-            "--assume",
-            "api=node:express",
-            "--assume",
-            "billing=java:spring-boot",
-            "--assume",
-            "db=infra",
-        ])
-        .args([
-            "--image",
-            &format!("collector={COLLECTOR}"),
-            "--image",
-            &format!("prometheus={PROMETHEUS}"),
-        ])
-        .args([
-            "--image",
-            &format!("alertmanager={ALERTMANAGER}"),
-            "--image",
-            &format!("agent-python={agent_py}"),
-        ])
-        .args([
-            "--image",
-            &format!("agent-node={agent_node}"),
-            "--webhook",
-            "http://obs-webhook:8080/alerts",
-        ])
-        .args(["--image", &format!("agent-java={agent_java}")])
-        .args(["--collector-components", "components.yaml"])
-        .args([
-            "--set",
-            "scrape_interval=5s",
-            "--set",
-            "evaluation_interval=5s",
-            "--set",
-            "alert_for_fast=10s",
-        ])
-        .args([
-            "--set",
-            "group_wait=5s",
-            "--set",
-            "group_interval=10s",
-            "--set",
-            "metric_export_interval=5000",
-        ]));
+        .args(&init_args));
     assert!(ok, "init failed:\n{out}");
     eprintln!("init took {:?}\n{out}", t.elapsed());
     assert!(out.contains("docker-compose.yml") || out.contains("obs-stack.yml"));
@@ -329,6 +303,23 @@ fn init_brings_up_an_observed_lab_project() {
         ],
         &["-u", "-c", WEBHOOK],
     );
+
+    // Re-running init on the running stack changes nothing: its own ports are kept although
+    // they are now taken (by the stack itself).
+    let (ok, out) = sh(Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+        .current_dir(&dir)
+        .env("COMPOSE_PROJECT_NAME", &name)
+        .args(["--json"])
+        .args(&init_args));
+    assert!(ok, "second init failed:\n{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let changed: Vec<&serde_json::Value> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["action"] != "unchanged")
+        .collect();
+    assert!(changed.is_empty(), "second init changed files: {changed:?}");
 
     let prom = project.port("prometheus", 9090);
     wait_for("Prometheus ready", Duration::from_secs(90), || {

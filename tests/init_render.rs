@@ -70,6 +70,7 @@ fn full() -> InitOptions {
     InitOptions {
         webhook: Some("http://hooks.example.internal/alerts".into()),
         debug_output: true,
+        user_network: Some("shop_default".into()),
         ..InitOptions::default()
     }
 }
@@ -540,6 +541,21 @@ fn collector_binary_validates_the_config() {
         .output()
         .unwrap();
     let comps = obs_stack::init::plan::parse_components(&String::from_utf8_lossy(&out.stdout));
+    // The check can fail: a misspelt component is rejected.
+    {
+        let (files, _) = render_with(&full());
+        let dir = tempfile::tempdir().unwrap();
+        let bad = files["obs-stack/otelcol/config.yaml"].replace("memory_limiter", "memory_limitr");
+        std::fs::write(dir.path().join("bad.yaml"), bad).unwrap();
+        let (ok, out) = run(Command::new("docker")
+            .args(["run", "--rm", "--entrypoint", "/otelcol", "-v"])
+            .arg(format!("{}:/cfg.yaml:ro", dir.path().join("bad.yaml").display()))
+            .args([&image, "validate", "--config=/cfg.yaml"]));
+        assert!(
+            !ok && out.contains("memory_limitr"),
+            "a broken config passed validation:\n{out}"
+        );
+    }
     for (label, mut opts) in [("full", full()), ("lab", lab())] {
         opts.collector_components = Some(comps.clone());
         let (files, p) = render_with(&opts);
