@@ -69,13 +69,14 @@ bench_memory() {
   mkdir -p "$dir"
   cp "$repo/compose/lab-project/docker-compose.yml" "$dir/"
   "$repo/tests/lab/build-stack-images.sh" >/dev/null
-  local py node
+  local py node java
   py=$(docker images obs-lab/autoinstrumentation-python --format '{{.Repository}}:{{.Tag}}' | head -1)
   node=$(docker images obs-lab/autoinstrumentation-nodejs --format '{{.Repository}}:{{.Tag}}' | head -1)
+  java=$(docker images obs-lab/autoinstrumentation-java --format '{{.Repository}}:{{.Tag}}' | head -1)
   (cd "$dir" && COMPOSE_PROJECT_NAME=$project "$bin" init -q --disable grafana,tempo,loki \
-     --assume shop=python:flask --assume api=node:express --assume db=infra \
+     --assume shop=python:flask --assume api=node:express --assume billing=java:spring-boot --assume db=infra \
      --image collector=obs-lab/otelcol:0.159.0 --image prometheus=obs-lab/prometheus:2.42 \
-     --image alertmanager=obs-lab/alertmanager:0.25 --image "agent-python=$py" --image "agent-node=$node" \
+     --image alertmanager=obs-lab/alertmanager:0.25 --image "agent-python=$py" --image "agent-node=$node" --image "agent-java=$java" \
      --collector-components <(docker run --rm --entrypoint /otelcol obs-lab/otelcol:0.159.0 components))
   touch "$work/up"
   (cd "$dir" && COMPOSE_PROJECT_NAME=$project docker-compose -p "$project" -f docker-compose.yml \
@@ -83,7 +84,7 @@ bench_memory() {
   echo "stack up; idling ${IDLE}s (apps instrumented, no traffic)…"
   sleep "$IDLE"
   echo "idle memory (docker stats --no-stream):"
-  for svc in otel-collector prometheus alertmanager shop api; do
+  for svc in otel-collector prometheus alertmanager shop api billing db; do
     local id
     id=$(cd "$dir" && COMPOSE_PROJECT_NAME=$project docker-compose -p "$project" -f docker-compose.yml \
          -f obs-stack.yml -f obs-stack.apps.yml ps -q "$svc")

@@ -434,12 +434,14 @@ fn print_human(style: &Style, r: &Report, p: &plan::Plan) {
 #[derive(Default)]
 struct Facts {
     detections: Vec<ServiceInfo>,
-    /// Environment of the running container per service (image env + compose env).
+    /// Environment of each service's image (the compose file's is added by the plan).
     env: BTreeMap<String, BTreeMap<String, String>>,
     api_version: Option<String>,
     user_network: Option<String>,
     /// Host ports published by this project's containers (ours to keep on re-runs).
     our_ports: BTreeSet<u16>,
+    /// Services whose running container carries our agent already.
+    ours: BTreeSet<String>,
 }
 
 async fn gather(
@@ -481,22 +483,38 @@ async fn gather(
         if uses_default && engine.network_exists(&net).await.unwrap_or(false) {
             facts.user_network = Some(net);
         }
+        // The baseline the override is computed against: the image's environment (plus the
+        // compose file's, added in the plan). Not the running container's environment: once
+        // instrumented it already holds our variables, and a re-run must produce the same file.
+        let mut images: BTreeMap<String, String> = BTreeMap::new();
         for (svc, id) in &live {
             if let Ok(info) = engine.inspect(id).await {
-                let env = info.config.and_then(|c| c.env).unwrap_or_default();
-                facts.env.insert(svc.clone(), env_map(&env));
+                // Instrumented by an earlier `obs-stack init`/`inject`: its OpenTelemetry agent
+                // is ours, not a reason to leave the service alone.
+                let env = info
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.env.clone())
+                    .unwrap_or_default();
+                if env.iter().any(|e| e.contains("/otel-auto-instrumentation-")) {
+                    facts.ours.insert(svc.clone());
+                }
+                if let Some(image) = info.image {
+                    images.insert(svc.clone(), image);
+                }
             }
         }
-        // Image env of services that are not running (for PYTHONPATH/NODE_OPTIONS merging).
         for s in &project.services {
-            if facts.env.contains_key(&s.name) {
-                continue;
-            }
-            if let Some(img) = &s.image
-                && let Ok(i) = engine.inspect_image(img).await
+            if !images.contains_key(&s.name)
+                && let Some(img) = &s.image
             {
+                images.insert(s.name.clone(), img.clone());
+            }
+        }
+        for (svc, image) in &images {
+            if let Ok(i) = engine.inspect_image(image).await {
                 let env = i.config.and_then(|c| c.env).unwrap_or_default();
-                facts.env.insert(s.name.clone(), env_map(&env));
+                facts.env.insert(svc.clone(), env_map(&env));
             }
         }
     }
@@ -504,7 +522,10 @@ async fn gather(
         if assumed_names.contains(s.name.as_str()) {
             continue;
         }
-        let info = detect::service(engine, s, live.get(&s.name).map(String::as_str), warnings).await;
+        let mut info = detect::service(engine, s, live.get(&s.name).map(String::as_str), warnings).await;
+        if facts.ours.contains(&s.name) {
+            info.existing_agents.retain(|a| a != "opentelemetry");
+        }
         facts.detections.push(info);
     }
     facts
