@@ -23,7 +23,9 @@ project=obsbench$$
 cleanup() {
   if [ -f "$work/up" ]; then
     (cd "$work/stack" && COMPOSE_PROJECT_NAME=$project docker-compose -p "$project" -f docker-compose.yml \
-      -f obs-stack.yml -f obs-stack.apps.yml down -v -t 2 >/dev/null 2>&1) || true
+      -f obs-stack.yml -f obs-stack.apps.yml down -t 2 >/dev/null 2>&1) || true
+    # Not `down -v`: the obs-agent-* volumes are shared with `obs-stack inject`.
+    docker volume ls --format '{{.Name}}' | grep "^${project}_" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
   fi
   rm -rf "$work"
 }

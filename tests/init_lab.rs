@@ -93,7 +93,28 @@ impl Drop for Project {
             );
             return;
         }
-        let _ = sh(&mut self.compose(&["down", "-v", "--remove-orphans", "-t", "2"]));
+        // No `down -v`: the obs-agent-<runtime>-<version> volumes are shared with
+        // `obs-stack inject` (and its tests, possibly running now). Only this project's own
+        // volumes (<project>_*) go.
+        let (ok, out) = sh(&mut self.compose(&["down", "--remove-orphans", "-t", "2"]));
+        if !ok {
+            eprintln!("docker-compose down failed, removing by label:\n{out}");
+            let label = format!("label=com.docker.compose.project={}", self.name);
+            let ids = docker(&["ps", "-aq", "--filter", &label]);
+            for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+                let _ = docker(&["rm", "-f", "-v", id]);
+            }
+            let nets = docker(&["network", "ls", "-q", "--filter", &label]);
+            for id in String::from_utf8_lossy(&nets.stdout).split_whitespace() {
+                let _ = docker(&["network", "rm", id]);
+            }
+        }
+        let vols = docker(&["volume", "ls", "--format", "{{.Name}}"]);
+        for v in String::from_utf8_lossy(&vols.stdout).lines() {
+            if v.starts_with(&format!("{}_", self.name)) {
+                let _ = docker(&["volume", "rm", "-f", v]);
+            }
+        }
     }
 }
 

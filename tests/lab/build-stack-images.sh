@@ -7,7 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-# shellcheck source=lib.sh
+# shellcheck source=tests/lab/lib.sh disable=SC1091
 . "$here/lib.sh"
 
 PROMETHEUS_IMAGE=${OBS_LAB_PROMETHEUS_IMAGE:-obs-lab/prometheus:2.42}
