@@ -45,6 +45,7 @@ impl GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 pub enum Command {
     /// Detect the language, framework and version of containers (also `obs-detect`)
     Detect(cmd::detect::DetectArgs),

@@ -195,6 +195,19 @@ impl Engine {
             .map_err(|e| self.err(e, None))
     }
 
+    /// Whether a network with this name (or id) exists.
+    pub async fn network_exists(&self, name: &str) -> Result<bool, DockerError> {
+        match self
+            .docker
+            .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(self.err(e, None)),
+        }
+    }
+
     /// Every process in a (running) container, with its full command line.
     pub async fn top(&self, container: &str) -> Result<Vec<Process>, DockerError> {
         let opts = TopOptions {

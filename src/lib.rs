@@ -10,4 +10,5 @@ pub mod detect;
 pub mod docker;
 pub mod doctor;
 pub mod exit;
+pub mod init;
 pub mod output;
