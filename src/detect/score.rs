@@ -91,6 +91,10 @@ fn dep_matches(ecosystem: &str, pattern: &str, dep_eco: &str, dep_name: &str) ->
         let pa = pattern.rsplit(':').next().unwrap_or(pattern);
         let na = name.rsplit(':').next().unwrap_or(&name);
         if name.starts_with(':') || !pattern.contains(':') {
+            // `group:*` says nothing about a jar known only by its artifact id
+            if pa == "*" {
+                return false;
+            }
             (pa.to_string(), na.to_string())
         } else {
             (pattern.to_string(), name.clone())
@@ -944,5 +948,27 @@ mod tests {
         let v = decide(&s);
         assert!(v.framework.is_none() && v.language.is_none() && v.infrastructure.is_none());
         assert!(v.confidence < 0.5);
+    }
+
+    #[test]
+    fn a_group_wildcard_never_matches_a_jar_known_only_by_artifact() {
+        assert!(!dep_matches(
+            "maven",
+            "io.opentelemetry.javaagent:*",
+            "maven",
+            ":spring-boot"
+        ));
+        assert!(dep_matches(
+            "maven",
+            "io.opentelemetry.javaagent:*",
+            "maven",
+            "io.opentelemetry.javaagent:opentelemetry-javaagent"
+        ));
+        assert!(dep_matches(
+            "maven",
+            "org.springframework.boot:spring-boot",
+            "maven",
+            ":spring-boot"
+        ));
     }
 }
