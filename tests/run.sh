@@ -31,9 +31,17 @@ wait_for() { # pid log: waits for a background step and shows its log
   return "$rc"
 }
 
+clean_stale() { # leftovers of an earlier run that was killed before its guards ran
+  docker ps -aq --filter "label=io.obs-stack.test" | xargs -r docker rm -f -v >/dev/null
+  { docker network ls -q --filter "label=io.obs-stack.test"; docker network ls -q --filter "name=^obs-test-"; } \
+    | sort -u | xargs -r docker network rm >/dev/null 2>&1
+  return 0
+}
+
 main() {
   step "docker engine" tests/lab/ensure-docker.sh
   step "host tools" tests/lab/ensure-tools.sh
+  step "stale test containers" clean_stale
   step "base image" tests/lab/base-image.sh
   # The collector (a long Go build on a cold machine) builds in the background while the
   # other images download and build; its log is shown if it fails.
