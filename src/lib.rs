@@ -8,4 +8,5 @@ pub mod cli;
 pub mod cmd;
 pub mod docker;
 pub mod exit;
+pub mod inject;
 pub mod output;
