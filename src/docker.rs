@@ -25,15 +25,10 @@ pub enum DockerError {
         "permission denied on the Docker socket {host}\n  hint: run as root, or add your user to the 'docker' group (sudo usermod -aG docker $USER, then log in again)"
     )]
     PermissionDenied { host: String },
-    #[error(
-        "no such container: {0}\n  hint: `docker ps -a` lists the containers this engine knows"
-    )]
+    #[error("no such container: {0}\n  hint: `docker ps -a` lists the containers this engine knows")]
     NoSuchContainer(String),
     #[error("Docker engine error{}: {message}", status.map(|s| format!(" ({s})")).unwrap_or_default())]
-    Api {
-        status: Option<u16>,
-        message: String,
-    },
+    Api { status: Option<u16>, message: String },
 }
 
 /// The Docker host this process would use: `DOCKER_HOST` or the default local socket.
@@ -48,10 +43,7 @@ pub fn docker_host() -> String {
 pub fn classify(err: bollard::errors::Error, host: &str, container: Option<&str>) -> DockerError {
     use bollard::errors::Error as E;
     match err {
-        E::DockerResponseServerError {
-            status_code,
-            message,
-        } => {
+        E::DockerResponseServerError { status_code, message } => {
             if status_code == 404
                 && let Some(name) = container
                 && message.to_ascii_lowercase().contains("no such container")
@@ -176,11 +168,7 @@ impl Engine {
     }
 
     /// Containers, running only unless `all`; `labels` are `key` or `key=value` filters.
-    pub async fn list(
-        &self,
-        all: bool,
-        labels: &[String],
-    ) -> Result<Vec<ContainerSummary>, DockerError> {
+    pub async fn list(&self, all: bool, labels: &[String]) -> Result<Vec<ContainerSummary>, DockerError> {
         let mut filters = HashMap::new();
         if !labels.is_empty() {
             filters.insert("label".to_string(), labels.to_vec());
@@ -310,9 +298,7 @@ impl Engine {
         match self.docker.stop_container(container, Some(opts)).await {
             Ok(()) => Ok(()),
             // 304: already stopped.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304, ..
-            }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
             Err(e) => Err(self.err(e, Some(container))),
         }
     }
@@ -342,10 +328,9 @@ impl Engine {
 
     /// Waits for a started container to exit; returns its exit code.
     pub async fn wait_exit(&self, container: &str) -> Result<i64, DockerError> {
-        let mut s = self.docker.wait_container(
-            container,
-            None::<bollard::query_parameters::WaitContainerOptions>,
-        );
+        let mut s = self
+            .docker
+            .wait_container(container, None::<bollard::query_parameters::WaitContainerOptions>);
         match s.next().await {
             Some(Ok(r)) => Ok(r.status_code),
             // bollard reports a non-zero exit as an error carrying the code.
@@ -359,12 +344,7 @@ impl Engine {
     }
 
     /// Extracts a tar archive into `path` inside a container (created or stopped ones too).
-    pub async fn upload_archive(
-        &self,
-        container: &str,
-        path: &str,
-        tar: Vec<u8>,
-    ) -> Result<(), DockerError> {
+    pub async fn upload_archive(&self, container: &str, path: &str, tar: Vec<u8>) -> Result<(), DockerError> {
         let opts = bollard::query_parameters::UploadToContainerOptions {
             path: path.to_string(),
             ..Default::default()
@@ -400,9 +380,7 @@ impl Engine {
     pub async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
             Err(e) => Err(self.err(e, None)),
         }
     }
@@ -441,9 +419,7 @@ impl Engine {
     pub async fn volume_exists(&self, name: &str) -> Result<bool, DockerError> {
         match self.docker.inspect_volume(name).await {
             Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
             Err(e) => Err(self.err(e, None)),
         }
     }

@@ -15,8 +15,7 @@ use crate::inject::PYTHON_GUARD;
 use crate::inject::agents::{Catalog, runtime_key};
 use crate::inject::apply::{self, GateOptions, Recovered, Replaced};
 use crate::inject::plan::{
-    self, Action, COMPOSE_PROJECT, LABEL_DIGEST, LABEL_INJECTED, Plan, PlanOptions, Profile,
-    RuntimeInfo,
+    self, Action, COMPOSE_PROJECT, LABEL_DIGEST, LABEL_INJECTED, Plan, PlanOptions, Profile, RuntimeInfo,
 };
 use crate::inject::state::{OpKind, Record, Status, Store};
 use crate::output::{Paint, Style, print_json};
@@ -130,8 +129,7 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
     if args.containers.is_empty() && !args.all && args.project.is_none() {
         anyhow::bail!("name the containers to instrument, or use --all or --project NAME");
     }
-    if args.opts.service_name.is_some()
-        && (args.containers.len() != 1 || args.all || args.project.is_some())
+    if args.opts.service_name.is_some() && (args.containers.len() != 1 || args.all || args.project.is_some())
     {
         anyhow::bail!("--service-name applies to exactly one container");
     }
@@ -309,9 +307,7 @@ async fn inject_one(
         && r.journal.is_some()
     {
         if args.dry_run {
-            anyhow::bail!(
-                "{name}: an interrupted injection needs recovery; run without --dry-run first"
-            );
+            anyhow::bail!("{name}: an interrupted injection needs recovery; run without --dry-run first");
         }
         recovered = Some(match apply::recover(engine, store, r).await? {
             Recovered::Finished { .. } => {
@@ -329,10 +325,9 @@ async fn inject_one(
         .and_then(|c| c.labels.clone())
         .unwrap_or_default();
     let (original, current_digest) = match &rec {
-        Some(r) if r.status == Status::Injected && current_labels.contains_key(LABEL_INJECTED) => (
-            r.original.clone(),
-            current_labels.get(LABEL_DIGEST).cloned(),
-        ),
+        Some(r) if r.status == Status::Injected && current_labels.contains_key(LABEL_INJECTED) => {
+            (r.original.clone(), current_labels.get(LABEL_DIGEST).cloned())
+        }
         Some(_) | None if current_labels.contains_key(LABEL_INJECTED) => {
             let mut rep = Report::new(name, "skipped");
             rep.detail = Some(format!(
@@ -482,17 +477,7 @@ async fn revert_one(
     }
     let current_id = current.id.clone().unwrap_or_default();
     let started = Instant::now();
-    match apply::replace(
-        engine,
-        store,
-        &mut rec,
-        OpKind::Revert,
-        &current_id,
-        spec,
-        gate,
-    )
-    .await?
-    {
+    match apply::replace(engine, store, &mut rec, OpKind::Revert, &current_id, spec, gate).await? {
         Replaced::Done { new_id } => {
             rep.new_id = Some(new_id);
             rep.seconds = Some(started.elapsed().as_secs_f64());
@@ -586,10 +571,7 @@ fn print_report(style: &Style, r: &Report) {
             "{}: {}{}",
             r.container,
             style.paint(Paint::Green, "reverted to the original"),
-            r.detail
-                .as_ref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
+            r.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
         ),
         "rolled_back" => println!(
             "{}: {} — {}",

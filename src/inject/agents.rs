@@ -83,10 +83,7 @@ impl Catalog {
     pub fn parse(text: &str) -> Result<Catalog> {
         let c: Catalog = serde_yaml_ng::from_str(text).context("parsing agents.yaml")?;
         if c.version != 1 {
-            anyhow::bail!(
-                "agents.yaml version {} is not supported (expected 1)",
-                c.version
-            );
+            anyhow::bail!("agents.yaml version {} is not supported (expected 1)", c.version);
         }
         Ok(c)
     }

@@ -252,9 +252,7 @@ async fn rollback(engine: &Engine, store: &Store, rec: &mut Record) -> Result<St
             rec.current_id = Some(id);
             rec.journal = None;
             store.remove(&rec.name)?;
-            return Ok(
-                "the original was recreated from the saved spec (its container was gone)".into(),
-            );
+            return Ok("the original was recreated from the saved spec (its container was gone)".into());
         }
     };
     rec.journal = None;
@@ -291,14 +289,9 @@ pub async fn recover(engine: &Engine, store: &Store, rec: &mut Record) -> Result
 
 /// Creates the container and connects every extra network before it starts.
 pub async fn create_with_networks(engine: &Engine, spec: &CreateSpec) -> Result<String> {
-    let id = engine
-        .create_container(&spec.name, spec.body.clone())
-        .await?;
+    let id = engine.create_container(&spec.name, spec.body.clone()).await?;
     for n in &spec.connect {
-        if let Err(e) = engine
-            .connect_network(&n.network, &id, n.endpoint.clone())
-            .await
-        {
+        if let Err(e) = engine.connect_network(&n.network, &id, n.endpoint.clone()).await {
             let _ = engine.remove(&id, false).await;
             return Err(anyhow::Error::new(e).context(format!("connecting network {}", n.network)));
         }
@@ -369,10 +362,7 @@ pub async fn health_gate(
             match st.health.as_ref().and_then(|h| h.status) {
                 Some(HealthStatusEnum::HEALTHY) => healthy = true,
                 Some(HealthStatusEnum::UNHEALTHY) => {
-                    return Err(format!(
-                        "the instrumented container is unhealthy{}",
-                        tail().await
-                    ));
+                    return Err(format!("the instrumented container is unhealthy{}", tail().await));
                 }
                 _ => {}
             }
@@ -450,11 +440,7 @@ pub async fn prepare_agent(engine: &Engine, step: &AgentStep, guard: Option<&str
             )
         })?;
     }
-    let image_id = engine
-        .inspect_image(&step.image)
-        .await?
-        .id
-        .unwrap_or_default();
+    let image_id = engine.inspect_image(&step.image).await?.id.unwrap_or_default();
     for attempt in 0..2 {
         let mut labels = HashMap::new();
         labels.insert("io.obs-stack.agent".to_string(), step.runtime.clone());

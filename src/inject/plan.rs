@@ -182,10 +182,7 @@ pub fn env_pairs(env: &[String]) -> Vec<(String, String)> {
 
 /// Rebuilds the create spec of an existing container from its inspect, as exactly as the API
 /// allows. Used for inject (then modified) and for `--revert` (as is).
-pub fn spec_from_inspect(
-    inspect: &ContainerInspectResponse,
-    image_name_current: bool,
-) -> CreateSpec {
+pub fn spec_from_inspect(inspect: &ContainerInspectResponse, image_name_current: bool) -> CreateSpec {
     let id = inspect.id.clone().unwrap_or_default();
     let config = inspect.config.clone().unwrap_or_default();
     let mut host = inspect.host_config.clone().unwrap_or_default();
@@ -203,11 +200,7 @@ pub fn spec_from_inspect(
         }
     }
     // A --cidfile refuses to create over an existing file; the new container would fail.
-    if host
-        .container_id_file
-        .as_deref()
-        .is_some_and(|f| !f.is_empty())
-    {
+    if host.container_id_file.as_deref().is_some_and(|f| !f.is_empty()) {
         host.container_id_file = Some(String::new());
     }
     // Anonymous volumes (image VOLUME or `-v /path`) are not in Binds/Mounts: name them so
@@ -217,12 +210,7 @@ pub fn spec_from_inspect(
         .iter()
         .flatten()
         .filter_map(|b| b.split(':').nth(1).map(str::to_string))
-        .chain(
-            host.mounts
-                .iter()
-                .flatten()
-                .filter_map(|m| m.target.clone()),
-        )
+        .chain(host.mounts.iter().flatten().filter_map(|m| m.target.clone()))
         .chain(host.tmpfs.iter().flat_map(|t| t.keys().cloned()))
         .collect();
     for mp in inspect.mounts.iter().flatten() {
@@ -400,9 +388,7 @@ pub fn agents_in_config(env: &[(String, String)], cmdline: &str) -> Vec<String> 
     if java.contains("elastic-apm-agent") {
         add("elastic");
     }
-    if node.contains("@opentelemetry/auto-instrumentations-node")
-        || node.contains("autoinstrumentation.js")
-    {
+    if node.contains("@opentelemetry/auto-instrumentations-node") || node.contains("autoinstrumentation.js") {
         add("opentelemetry");
     }
     if node.contains("dd-trace") {
@@ -707,10 +693,7 @@ pub fn plan(
     }
 
     // The agent step.
-    let image = opts
-        .agent_image
-        .clone()
-        .unwrap_or_else(|| agent.image.clone());
+    let image = opts.agent_image.clone().unwrap_or_else(|| agent.image.clone());
     let volume = agent_volume_name(key, &image, &agent.version);
     let sources = if musl && !agent.musl_sources.is_empty() {
         agent.musl_sources.clone()
@@ -795,18 +778,12 @@ pub fn plan(
         read_only: Some(true),
         ..Default::default()
     };
-    let host = spec
-        .body
-        .host_config
-        .get_or_insert_with(HostConfig::default);
-    host.mounts
-        .get_or_insert_with(Vec::new)
-        .push(agent_mount.clone());
+    let host = spec.body.host_config.get_or_insert_with(HostConfig::default);
+    host.mounts.get_or_insert_with(Vec::new).push(agent_mount.clone());
     plan.mounts_added.push(agent_mount);
     let network_mode = host.network_mode.clone().unwrap_or_default();
-    let own_netns = !(network_mode == "host"
-        || network_mode.starts_with("container:")
-        || network_mode == "none");
+    let own_netns =
+        !(network_mode == "host" || network_mode.starts_with("container:") || network_mode == "none");
     if opts.metrics_prometheus {
         let port = format!("{PROMETHEUS_PORT}/tcp");
         let exposed = spec.body.exposed_ports.get_or_insert_with(Vec::new);
@@ -918,20 +895,14 @@ fn prometheus_ops() -> Vec<EnvOp> {
     vec![
         set("OTEL_METRICS_EXPORTER", "prometheus"),
         set("OTEL_EXPORTER_PROMETHEUS_HOST", "0.0.0.0"),
-        set(
-            "OTEL_EXPORTER_PROMETHEUS_PORT",
-            &PROMETHEUS_PORT.to_string(),
-        ),
+        set("OTEL_EXPORTER_PROMETHEUS_PORT", &PROMETHEUS_PORT.to_string()),
     ]
 }
 
 /// A small stand-in for the detect module (src/detect, built in parallel): the runtime from
 /// the process command lines, the configured command and the image's conventional version
 /// variables. `cmd::inject::runtime_info` is the one place to switch to `detect_container`.
-pub fn runtime_from_config(
-    inspect: &ContainerInspectResponse,
-    processes: &[String],
-) -> RuntimeInfo {
+pub fn runtime_from_config(inspect: &ContainerInspectResponse, processes: &[String]) -> RuntimeInfo {
     let config = inspect.config.clone().unwrap_or_default();
     let env = env_pairs(config.env.as_deref().unwrap_or(&[]));
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());

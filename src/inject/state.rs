@@ -145,8 +145,8 @@ impl Store {
         let path = record_path(&self.dir, name);
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let r: Record = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let r: Record =
+                    serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
                 Ok(Some(r))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -163,8 +163,7 @@ impl Store {
         let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
         let data = serde_json::to_vec_pretty(rec)?;
         {
-            let mut f = std::fs::File::create(&tmp)
-                .with_context(|| format!("writing {}", tmp.display()))?;
+            let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
             f.write_all(&data)?;
             f.sync_all()?;
         }
