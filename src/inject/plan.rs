@@ -400,7 +400,11 @@ pub fn agents_in_config(env: &[(String, String)], cmdline: &str) -> Vec<String> 
     if node.contains("elastic-apm-node") {
         add("elastic");
     }
-    if pypath.contains("auto_instrumentation") || cmd.contains("opentelemetry-instrument") {
+    if pypath.contains("auto_instrumentation")
+        || pypath.contains("otel-auto-instrumentation")
+        || cmd.contains("opentelemetry-instrument")
+        || env.iter().any(|(k, _)| k == "OBS_STACK_PYTHON_AGENT")
+    {
         add("opentelemetry");
     }
     if cmd.contains("ddtrace-run") || pypath.contains("ddtrace") {
