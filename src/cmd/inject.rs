@@ -213,10 +213,11 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
 async fn select(engine: &Engine, store: &Store, args: &InjectArgs) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for c in &args.containers {
-        // Resolve IDs to names; with --revert a record may exist for a name no container holds.
+        // Resolve IDs to names; a record may exist for a name no container holds right now
+        // (an interrupted run renamed it): recovery takes it from there.
         match engine.try_inspect(c).await? {
             Some(i) => names.push(plan::container_name(&i)),
-            None if args.revert && store.load(c)?.is_some() => names.push(c.clone()),
+            None if store.load(c)?.is_some() => names.push(c.clone()),
             None => return Err(crate::docker::DockerError::NoSuchContainer(c.clone()).into()),
         }
     }

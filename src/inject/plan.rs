@@ -333,13 +333,13 @@ fn endpoint_for_create(network: &str, ep: &EndpointSettings, old_id: &str) -> En
         .filter(|a| a.as_str() != short_id(old_id) && a.as_str() != old_id)
         .cloned()
         .collect();
-    let ipam = ep.ipam_config.clone().filter(|c| {
-        c.ipv4_address.as_deref().is_some_and(|a| !a.is_empty())
-            || c.ipv6_address.as_deref().is_some_and(|a| !a.is_empty())
-            || c.link_local_ips.as_ref().is_some_and(|l| !l.is_empty())
-    });
     EndpointSettings {
-        ipam_config: if user_defined { ipam } else { None },
+        // Kept as Docker reported it (an empty object too), so a revert is exact.
+        ipam_config: if user_defined {
+            ep.ipam_config.clone()
+        } else {
+            None
+        },
         links: ep.links.clone().filter(|l| !l.is_empty()),
         aliases: if user_defined && !aliases.is_empty() {
             Some(aliases)
