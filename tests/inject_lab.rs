@@ -73,7 +73,7 @@ impl Lab {
             .args(args)
             .env("OBS_STACK_STATE_DIR", self.state.path())
             .env("OBS_STACK_AGENT_IMAGE_PYTHON", AGENT_PYTHON)
-            .env("OBS_STACK_AGENT_IMAGE_NODEJS", AGENT_NODE)
+            .env("OBS_STACK_AGENT_IMAGE_NODE", AGENT_NODE)
             .env("OBS_STACK_AGENT_IMAGE_JAVA", AGENT_JAVA)
             .env_remove("OBS_STACK_INJECT_PAUSE_AFTER");
         c
@@ -477,7 +477,7 @@ fn a_crash_looping_instrumented_container_is_rolled_back() {
         std::fs::read_dir(lab.state.path()).unwrap().next().is_none(),
         "no record left"
     );
-    let _ = docker(&["volume", "rm", "obs-agent-nodejs-crash"]);
+    let _ = docker(&["volume", "rm", "obs-agent-node-crash"]);
 }
 
 #[test]

@@ -242,7 +242,7 @@ fn compose_labels_stay_and_user_settings_win() {
         labels["com.docker.compose.config-hash"], "abc123",
         "compose still owns it"
     );
-    assert_eq!(labels[LABEL_INJECTED], "nodejs");
+    assert_eq!(labels[LABEL_INJECTED], "node");
     let env = env_map(s);
     assert_eq!(
         env["OTEL_SERVICE_NAME"], "shop-frontend",
@@ -520,14 +520,17 @@ fn an_instrumented_env_reads_as_already_instrumented() {
 #[test]
 fn env_ops_are_idempotent() {
     let cat = Catalog::builtin().unwrap();
-    let ops = &cat.runtimes["nodejs"].env;
+    let ops = &cat.runtimes["node"].env;
     let mut env = vec![("NODE_OPTIONS".to_string(), "--inspect".to_string())];
     let expand = |t: &str| t.replace("{mount}", "/m");
     let first = plan::apply_env_ops(&mut env, ops, false, &expand);
     assert_eq!(first.len(), 2);
     let second = plan::apply_env_ops(&mut env, ops, false, &expand);
     assert!(second.is_empty(), "{second:?}");
-    assert_eq!(env[0].1, "--inspect --require /m/autoinstrumentation.js");
+    assert_eq!(
+        env[0].1,
+        "--inspect --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js"
+    );
 }
 
 #[test]

@@ -287,8 +287,13 @@ fn agent_image_for(args: &InjectArgs, runtime: &str) -> Result<Option<String>> {
             return Ok(Some(image.to_string()));
         }
     }
-    let var = format!("OBS_STACK_AGENT_IMAGE_{}", runtime.to_ascii_uppercase());
-    Ok(std::env::var(&var).ok().filter(|v| !v.is_empty()))
+    let mut vars = vec![format!("OBS_STACK_AGENT_IMAGE_{}", runtime.to_ascii_uppercase())];
+    if runtime == "node" {
+        vars.push("OBS_STACK_AGENT_IMAGE_NODEJS".into());
+    }
+    Ok(vars
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty())))
 }
 
 #[allow(clippy::too_many_arguments)]

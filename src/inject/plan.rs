@@ -476,6 +476,7 @@ struct Vars<'a> {
     service_name: &'a str,
     endpoint: &'a str,
     sampler_arg: &'a str,
+    metric_export_interval: &'a str,
     resource_attributes: &'a str,
     python_abi: &'a str,
 }
@@ -486,6 +487,7 @@ fn expand(template: &str, v: &Vars) -> String {
         .replace("{service_name}", v.service_name)
         .replace("{endpoint}", v.endpoint)
         .replace("{sampler_arg}", v.sampler_arg)
+        .replace("{metric_export_interval}", v.metric_export_interval)
         .replace("{resource_attributes}", v.resource_attributes)
         .replace("{python_abi}", v.python_abi)
 }
@@ -513,6 +515,8 @@ pub fn apply_env_ops(
         let pos = env.iter().position(|(k, _)| *k == op.name);
         let before = pos.map(|p| env[p].1.clone());
         let after = match (op.op, before.as_deref()) {
+            (Op::Set, Some(cur)) if cur == value => continue,
+            (Op::Set, _) => value,
             (Op::SetIfUnset, Some(_)) => continue,
             (Op::SetIfUnset, None) => value,
             (_, None) | (_, Some("")) => value,
@@ -736,6 +740,9 @@ pub fn plan(
             "1.0".into()
         }
     });
+    let metric_export_interval = profile
+        .and_then(|p| p.metric_export_interval.clone())
+        .unwrap_or_else(|| catalog.metric_export_interval.clone());
     let mut attrs = vec![format!("container.name={name}")];
     if let Some(p) = labels.get(COMPOSE_PROJECT) {
         attrs.push(format!("service.namespace={p}"));
@@ -746,21 +753,29 @@ pub fn plan(
         service_name: &service_name,
         endpoint: &opts.endpoint,
         sampler_arg: &sampler_arg,
+        metric_export_interval: &metric_export_interval,
         resource_attributes: &resource_attributes,
         python_abi: agent.python_abi.as_deref().unwrap_or(""),
     };
     let expand_fn = |t: &str| expand(t, &vars);
-    let mut ops: Vec<EnvOp> = agent.env.clone();
+    // Most specific first: for set-if-unset the first value wins (profile over runtime over
+    // common, as init applies them); a common rule the runtime restates is dropped.
+    let mut ops: Vec<EnvOp> = Vec::new();
     if let Some(p) = agent.profiles.get(opts.profile.as_str()) {
         ops.extend(p.env.iter().cloned());
     }
+    ops.extend(agent.env.iter().cloned());
     if opts.metrics_prometheus {
         ops.extend(prometheus_ops());
     }
-    if let Some(p) = profile {
-        ops.extend(p.env.iter().cloned());
-    }
-    ops.extend(catalog.common.env.iter().cloned());
+    let runtime_ops: Vec<(Op, String)> = ops.iter().map(|o| (o.op, o.name.clone())).collect();
+    let common = profile
+        .map(|p| p.env.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(catalog.common.env.iter().cloned())
+        .filter(|o| !runtime_ops.contains(&(o.op, o.name.clone())));
+    ops.extend(common);
     let mut env = env0.clone();
     plan.env = apply_env_ops(&mut env, &ops, musl, &expand_fn);
 

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Cost of `obs-stack inject`, measured side by side in one run on this machine:
+#   base      the app as it is (not instrumented)
+#   prod      obs-stack inject --profile prod (10% sampling, noisy instrumentations off)
+#   operator  Operator-style defaults: always_on sampling, every instrumentation, OTLP traces +
+#             metrics + logs (what the OpenTelemetry Operator would set up)
+# for a Python app under gunicorn (py-django, 2 sync workers) and an Express app, on /work
+# (~5 ms of CPU work), each container limited to 1 CPU, a real collector receiving everything.
+# wrk on 127.0.0.1 with CONNS connections; the variants are measured in turn, ROUNDS times, and
+# the median of the rounds is reported (runs vary with machine load: compare within one run).
+# Also: time from `inject` to the instrumented app answering vs the container's own start time.
+#
+# Usage: bench/inject.sh [APP...]   (APP: py-django node-express; default both)
+# Env: ROUNDS (3) DURATION (10s) CONNS (4) THREADS (2) OBS_STACK (binary; default target/…)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-4}
+THREADS=${THREADS:-2}
+OBS_STACK=${OBS_STACK:-}
+if [ -z "$OBS_STACK" ]; then
+  for b in target/release/obs-stack target/debug/obs-stack; do
+    [ -x "$b" ] && OBS_STACK=$b && break
+  done
+fi
+[ -x "${OBS_STACK:-}" ] || { echo "build obs-stack first (cargo build)" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "wrk is required" >&2; exit 2; }
+APPS=("$@")
+[ ${#APPS[@]} -gt 0 ] || APPS=(py-django node-express)
+
+COLLECTOR_IMAGE=${COLLECTOR_IMAGE:-obs-lab/otelcol:0.159.0}
+export OBS_STACK_AGENT_IMAGE_PYTHON=${OBS_STACK_AGENT_IMAGE_PYTHON:-obs-lab/autoinstrumentation-python:0.65b0}
+export OBS_STACK_AGENT_IMAGE_NODE=${OBS_STACK_AGENT_IMAGE_NODE:-obs-lab/autoinstrumentation-nodejs:0.78.0}
+RUN=bench-$$
+export OBS_STACK_STATE_DIR=$(mktemp -d)
+NET=$RUN-net
+cleanup() {
+  docker rm -f $(docker ps -aq --filter label=io.obs-stack.bench=$RUN) >/dev/null 2>&1 || true
+  docker network rm $NET >/dev/null 2>&1 || true
+  rm -rf "$OBS_STACK_STATE_DIR"
+}
+trap cleanup EXIT
+
+port_of() { docker port "$1" "$2/tcp" | sed -n 's/^127\.0\.0\.1://p' | head -1; }
+now_ms() { date +%s%3N; }
+wait_http() { # port path timeout_s
+  local deadline=$(( $(date +%s) + $3 ))
+  until curl -fsS -o /dev/null "http://127.0.0.1:$1$2" 2>/dev/null; do
+    [ "$(date +%s)" -lt $deadline ] || { echo "timeout waiting for :$1$2" >&2; return 1; }
+    sleep 0.05
+  done
+}
+# wrk → "p50_ms p99_ms rps"
+measure() {
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$1/work" | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)} $1=="Requests/sec:" {rps=$2}
+    END {printf "%.3f %.3f %.1f\n", p50, p99, rps}'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+docker network create $NET >/dev/null
+docker run -d --name $RUN-collector --label io.obs-stack.bench=$RUN --network $NET \
+  --network-alias otel-collector "$COLLECTOR_IMAGE" >/dev/null
+
+echo "obs-stack inject benchmark — $(date -u +%FT%TZ), $(nproc) CPUs, wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, medians"
+for app in "${APPS[@]}"; do
+  case $app in
+    py-django) cport=8000; rt=python ;;
+    node-express) cport=3000; rt=node ;;
+    *) echo "unknown app $app" >&2; exit 2 ;;
+  esac
+  image=obs-lab/fixture-$app:latest
+  common=(--label io.obs-stack.bench=$RUN --network $NET --cpus 1 -p 127.0.0.1::$cport)
+  # Operator-style: what the Operator sets (always_on, metrics + logs over OTLP) — passed as the
+  # user's own env, which inject never overrides; dev profile = every instrumentation on.
+  opstyle=(-e OTEL_TRACES_SAMPLER=always_on -e OTEL_LOGS_EXPORTER=otlp -e OTEL_METRICS_EXPORTER=otlp)
+  [ $rt = python ] && opstyle+=(-e OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true)
+
+  # Own start time: docker run → first 200.
+  t0=$(now_ms)
+  docker run -d --name $RUN-$app-base "${common[@]}" "$image" >/dev/null
+  wait_http "$(port_of $RUN-$app-base $cport)" /work 120
+  start_ms=$(( $(now_ms) - t0 ))
+  docker run -d --name $RUN-$app-prod "${common[@]}" "$image" >/dev/null
+  docker run -d --name $RUN-$app-operator "${common[@]}" "${opstyle[@]}" "$image" >/dev/null
+  for v in prod operator; do wait_http "$(port_of $RUN-$app-$v $cport)" /work 120; done
+
+  # Inject: wall time of the command (includes the grace period) and time to first 200.
+  t0=$(now_ms)
+  "$OBS_STACK" -q inject $RUN-$app-prod --profile prod --grace 3 >/dev/null
+  inject_cmd_ms=$(( $(now_ms) - t0 ))
+  "$OBS_STACK" -q inject $RUN-$app-operator --profile dev --grace 3 >/dev/null
+  # Time to healthy: a fresh inject of an already-prepared agent, measured to the first 200.
+  "$OBS_STACK" -q inject --revert $RUN-$app-prod --grace 1 >/dev/null
+  t0=$(now_ms)
+  "$OBS_STACK" -q inject $RUN-$app-prod --profile prod --grace 0 >/dev/null
+  wait_http "$(port_of $RUN-$app-prod $cport)" /work 120
+  ready_ms=$(( $(now_ms) - t0 ))
+
+  declare -A P50 P99 RPS
+  for v in base prod operator; do P50[$v]=""; P99[$v]=""; RPS[$v]=""; done
+  for v in base prod operator; do measure "$(port_of $RUN-$app-$v $cport)" >/dev/null; done # warm-up
+  for r in $(seq "$ROUNDS"); do
+    for v in base prod operator; do
+      read -r p50 p99 rps < <(measure "$(port_of $RUN-$app-$v $cport)")
+      P50[$v]+="$p50 "; P99[$v]+="$p99 "; RPS[$v]+="$rps "
+    done
+  done
+  echo
+  echo "## $app ($rt) /work — container start to first 200: ${start_ms} ms; inject command (grace 3 s): ${inject_cmd_ms} ms; inject to first 200 (grace 0): ${ready_ms} ms"
+  printf '%-10s %10s %10s %10s %10s %10s\n' variant p50_ms p99_ms req/s p50_Δ rps_Δ
+  b50=$(echo ${P50[base]} | tr ' ' '\n' | median); brps=$(echo ${RPS[base]} | tr ' ' '\n' | median)
+  for v in base prod operator; do
+    m50=$(echo ${P50[$v]} | tr ' ' '\n' | median)
+    m99=$(echo ${P99[$v]} | tr ' ' '\n' | median)
+    mrps=$(echo ${RPS[$v]} | tr ' ' '\n' | median)
+    awk -v v=$v -v a=$m50 -v b=$m99 -v c=$mrps -v ba=$b50 -v bc=$brps 'BEGIN {
+      printf "%-10s %10.2f %10.2f %10.1f %+9.1f%% %+9.1f%%\n", v, a, b, c, (a-ba)/ba*100, (c-bc)/bc*100 }'
+  done
+  echo "rounds p50: base=[${P50[base]}] prod=[${P50[prod]}] operator=[${P50[operator]}]"
+  unset P50 P99 RPS
+done
