@@ -206,8 +206,19 @@ fn diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
 }
 
 fn assert_same_config(before: &Value, after: &Value) {
+    let mut after = after.clone();
+    // If the image's tag moved meanwhile (the lab rebuilt it), inject recreates from the image
+    // ID the original ran — the same image — and Docker then reports the ID as Config.Image.
+    if after["Config"]["Image"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("sha256:"))
+        && after["Image"] == before["Image"]
+    {
+        eprintln!("note: image tag moved during the test; recreated from the same image ID");
+        after["Config"]["Image"] = before["Config"]["Image"].clone();
+    }
     let mut d = Vec::new();
-    diff(&normalized(before), &normalized(after), "", &mut d);
+    diff(&normalized(before), &normalized(&after), "", &mut d);
     assert!(
         d.is_empty(),
         "inspect differs from the original:\n{}",
@@ -289,9 +300,11 @@ fn framework_round_trip(fixture: &str, port: u16, extra: &[&str]) {
         std::thread::sleep(Duration::from_secs(2));
     };
     assert!(
+        // Parametrised, in the framework's own spelling ("/orders/<int:order_id>",
+        // "orders/<int:order_id>" for Django, "/orders/{order_id}", "/orders/:id").
         routes
             .iter()
-            .any(|r| r.starts_with("/orders/") && r != "/orders/42"),
+            .any(|r| r.trim_start_matches('/').starts_with("orders/") && !r.ends_with("/42")),
         "no SERVER span with a parametrised http.route for service.name={}: routes {routes:?}\napp logs:\n{}",
         app.name,
         app.logs()

@@ -427,6 +427,23 @@ async fn path_exists(engine: &Engine, container: &str, path: &str) -> Result<boo
     }
 }
 
+/// Whether `path` in the container is a regular file (a dangling or absolute symlink in the
+/// volume would pass an existence check and still break the app).
+async fn regular_file(engine: &Engine, container: &str, path: &str) -> Result<bool> {
+    match engine.read_archive(container, path, 4096).await {
+        Ok((bytes, _)) => {
+            let mut a = tar::Archive::new(&bytes[..]);
+            let first = a.entries().ok().and_then(|mut e| e.next()).and_then(|e| e.ok());
+            Ok(first.is_some_and(|e| e.header().entry_type().is_file()))
+        }
+        Err(DockerError::Api {
+            status: Some(404), ..
+        })
+        | Err(DockerError::NoSuchContainer(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Makes sure the agent volume holds the payload of `step.image` (plus obs-stack's Python guard
 /// and a marker naming the image ID): a one-shot init container copies it, like the Operator's.
 pub async fn prepare_agent(engine: &Engine, step: &AgentStep, guard: Option<&str>) -> Result<()> {
@@ -441,13 +458,23 @@ pub async fn prepare_agent(engine: &Engine, step: &AgentStep, guard: Option<&str
         })?;
     }
     let image_id = engine.inspect_image(&step.image).await?.id.unwrap_or_default();
+    // The marker names what the volume holds: the image and, for Python, the guard version,
+    // so a newer obs-stack refreshes a volume an older one filled.
+    let marker = match guard {
+        Some(g) => {
+            use sha2::Digest;
+            let h = hex::encode(sha2::Sha256::digest(g.as_bytes()));
+            format!("{image_id} guard:{}", &h[..16])
+        }
+        None => image_id.clone(),
+    };
     for attempt in 0..2 {
         let mut labels = HashMap::new();
         labels.insert("io.obs-stack.agent".to_string(), step.runtime.clone());
         labels.insert("io.obs-stack.agent.image".to_string(), step.image.clone());
         engine.create_volume(&step.volume, labels).await?;
         let init = create_init(engine, step, &step.sources[0]).await?;
-        let result = fill_volume(engine, step, guard, &init, &image_id, attempt).await;
+        let result = fill_volume(engine, step, guard, &init, &marker, attempt).await;
         let _ = engine.remove(&init, false).await;
         match result {
             Ok(true) => return Ok(()),
@@ -469,9 +496,10 @@ async fn create_init(engine: &Engine, step: &AgentStep, source: &str) -> Result<
         image: Some(step.image.clone()),
         user: Some("0".into()),
         entrypoint: Some(vec![]),
+        // -L: the Operator's Java image path may be a symlink (the lab's is): copy its target.
         cmd: Some(vec![
             "cp".into(),
-            "-r".into(),
+            "-rL".into(),
             source.to_string(),
             format!("{INIT_MOUNT}/"),
         ]),
@@ -502,7 +530,7 @@ async fn fill_volume(
     step: &AgentStep,
     guard: Option<&str>,
     init: &str,
-    image_id: &str,
+    expected_marker: &str,
     attempt: u32,
 ) -> Result<bool> {
     let marker_path = format!("{INIT_MOUNT}/{AGENT_MARKER}");
@@ -510,8 +538,8 @@ async fn fill_volume(
     match engine.read_archive(init, &marker_path, 4096).await {
         Ok((bytes, _)) => {
             let marker = first_file(&bytes).map(|b| String::from_utf8_lossy(&b).trim().to_string());
-            if marker.as_deref() == Some(image_id) {
-                if path_exists(engine, init, &check_path).await? {
+            if marker.as_deref() == Some(expected_marker) {
+                if regular_file(engine, init, &check_path).await? {
                     return Ok(true);
                 }
             } else if attempt == 0 {
@@ -583,7 +611,7 @@ async fn fill_volume(
             .await
             .context("writing the Python guard")?;
     }
-    let ok = path_exists(engine, &init, &check_path).await?;
+    let ok = regular_file(engine, &init, &check_path).await?;
     if !ok {
         let _ = engine.remove(&init, false).await;
         anyhow::bail!(
@@ -592,7 +620,7 @@ async fn fill_volume(
             step.check_file
         );
     }
-    let tar = tar_file(AGENT_MARKER, image_id.as_bytes(), 0o644)?;
+    let tar = tar_file(AGENT_MARKER, expected_marker.as_bytes(), 0o644)?;
     engine
         .upload_archive(&init, INIT_MOUNT, tar)
         .await

@@ -74,6 +74,45 @@ def _app_has_opentelemetry(agent):
     return None
 
 
+def _app_paths():
+    """The directories Python (or gunicorn/uvicorn) will put on sys.path for the app but has
+    not yet while sitecustomize runs: the working directory and the script's directory."""
+    found = []
+    try:
+        found.append(os.getcwd())
+    except Exception:
+        pass
+    argv = getattr(sys, "argv", None) or [""]
+    if argv[0] and os.path.isfile(argv[0]):
+        found.append(os.path.dirname(os.path.abspath(argv[0])))
+    out = []
+    for p in found:
+        if p not in sys.path and p not in out:
+            out.append(p)
+    return out
+
+
+def _django_settings_ready():
+    """Django's instrumentation reads the settings while initialising; if they cannot be
+    imported yet it calls settings.configure() with EMPTY settings and the app breaks
+    (OpenTelemetry Operator issue #2302). Check first; if they cannot be imported, keep the
+    Django instrumentation off for this process rather than break the app."""
+    module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not module:
+        return True
+    try:
+        import importlib
+
+        importlib.import_module(module)
+        return True
+    except Exception as e:
+        _say(
+            "Django settings %s cannot be imported at startup (%s: %s): Django instrumentation "
+            "off for this process" % (module, type(e).__name__, e)
+        )
+        return False
+
+
 def _chain_app_sitecustomize(guard, agent):
     """Runs the app's own sitecustomize.py, if any, which this guard shadows."""
     skip = set(_norm(d) for d in (guard, agent))
@@ -130,6 +169,13 @@ def _run():
     # agent stays LAST on sys.path so the app's own package versions win.
     sys.path[:] = [p for p in sys.path if _norm(p) != _norm(guard)]
     sys.path[:] = [p for p in sys.path if _norm(p) != _norm(agent)] + [agent]
+    # The app's own import paths, for the duration of initialize() only (Python adds them
+    # itself right after sitecustomize), so instrumentations that read app config can.
+    temp_paths = _app_paths()
+    sys.path[:0] = temp_paths
+    django_off = not _django_settings_ready()
+    if django_off:
+        os.environ["OTEL_PYTHON_DJANGO_INSTRUMENT"] = "False"
     try:
         from opentelemetry.instrumentation import auto_instrumentation
 
@@ -140,6 +186,10 @@ def _run():
         _debug("initialized in pid %d" % os.getpid())
     except BaseException as e:  # SystemExit from a broken agent must not kill the app either
         _disable("initialising the agent failed: %s: %s" % (type(e).__name__, e), guard, agent)
+    finally:
+        sys.path[:] = [p for p in sys.path if p not in temp_paths]
+        if django_off:
+            os.environ.pop("OTEL_PYTHON_DJANGO_INSTRUMENT", None)
     _chain_app_sitecustomize(guard, agent)
 
 
