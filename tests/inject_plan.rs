@@ -581,3 +581,207 @@ fn runtime_stand_in_reads_process_names() {
     );
     assert_eq!(r.language.as_deref(), Some("python"));
 }
+
+/// obs-stack's Python guard (compose/agents/python-guard/sitecustomize.py), run by the host's
+/// python3 against a stand-in agent whose `initialize()` records that it ran.
+mod guard {
+    use std::process::Command;
+
+    const GUARD: &str = include_str!("../compose/agents/python-guard/sitecustomize.py");
+
+    struct Setup {
+        dir: tempfile::TempDir,
+    }
+
+    impl Setup {
+        /// agent/ with a fake auto_instrumentation; agent/obs-stack-guard/sitecustomize.py.
+        fn new(init_body: &str) -> Setup {
+            let dir = tempfile::tempdir().unwrap();
+            let ai = dir
+                .path()
+                .join("agent/opentelemetry/instrumentation/auto_instrumentation");
+            std::fs::create_dir_all(&ai).unwrap();
+            std::fs::write(
+                ai.join("__init__.py"),
+                format!("import os\ndef initialize(swallow_exceptions=True):\n    {init_body}\n"),
+            )
+            .unwrap();
+            let g = dir.path().join("agent/obs-stack-guard");
+            std::fs::create_dir_all(&g).unwrap();
+            std::fs::write(g.join("sitecustomize.py"), GUARD).unwrap();
+            Setup { dir }
+        }
+        fn agent(&self) -> String {
+            self.dir.path().join("agent").display().to_string()
+        }
+        fn pythonpath(&self, middle: &str) -> String {
+            let a = self.agent();
+            if middle.is_empty() {
+                format!("{a}/obs-stack-guard:{a}")
+            } else {
+                format!("{a}/obs-stack-guard:{middle}:{a}")
+            }
+        }
+        /// Runs `code` under python3 with the guard; returns (stdout, stderr).
+        fn run(&self, code: &str, env: &[(&str, &str)], middle: &str) -> (String, String) {
+            let mut c = Command::new("python3");
+            c.arg("-c")
+                .arg(code)
+                .current_dir(self.dir.path())
+                .env("PYTHONPATH", self.pythonpath(middle))
+                .env("OBS_STACK_PYTHON_AGENT", self.agent())
+                .env("OBS_STACK_PYTHON_ABI", python_abi())
+                .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+                .env_remove("DJANGO_SETTINGS_MODULE");
+            for (k, v) in env {
+                c.env(k, v);
+            }
+            let o = c.output().unwrap();
+            (
+                String::from_utf8_lossy(&o.stdout).to_string(),
+                String::from_utf8_lossy(&o.stderr).to_string(),
+            )
+        }
+    }
+
+    fn python_abi() -> String {
+        let o = Command::new("python3")
+            .args(["-c", "import sys;print('%d.%d'%sys.version_info[:2])"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn have_python() -> bool {
+        let ok = Command::new("python3")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            eprintln!("skipping the Python guard tests: no python3 on this machine");
+        }
+        ok
+    }
+
+    const REPORT: &str = "import os,sys;print('RAN' if os.environ.get('GUARD_TEST_RAN') else 'NOT', os.environ.get('PYTHONPATH',''))";
+    const MARK: &str = "os.environ['GUARD_TEST_RAN']='1'";
+
+    #[test]
+    fn initializes_the_agent_and_keeps_it_for_children() {
+        if !have_python() {
+            return;
+        }
+        let s = Setup::new(MARK);
+        let (out, err) = s.run(REPORT, &[], "");
+        assert!(out.starts_with("RAN "), "{out} {err}");
+        assert!(out.contains("obs-stack-guard"), "children keep the guard: {out}");
+        assert!(err.is_empty(), "{err}");
+        // The app's own directory wins over the agent's packages (agent last on sys.path).
+        let (out, _) = s.run(
+            "import sys;a=[p for p in sys.path if p.endswith('/agent')];print(sys.path.index(a[0])==len(sys.path)-1)",
+            &[],
+            "",
+        );
+        assert_eq!(out.trim(), "True");
+    }
+
+    #[test]
+    fn disables_itself_on_another_python_build() {
+        if !have_python() {
+            return;
+        }
+        let s = Setup::new(MARK);
+        let (out, err) = s.run(REPORT, &[("OBS_STACK_PYTHON_ABI", "3.7")], "/app/lib");
+        assert!(out.starts_with("NOT "), "{out}");
+        assert!(err.contains("built for Python 3.7"), "{err}");
+        assert_eq!(
+            out.trim(),
+            "NOT /app/lib",
+            "guard and agent removed for children, the app's path kept"
+        );
+        let (out, err) = s.run(REPORT, &[("OBS_STACK_PYTHON_MIN", "3.99")], "");
+        assert!(
+            out.starts_with("NOT") && err.contains("unsupported Python version"),
+            "{out} {err}"
+        );
+    }
+
+    #[test]
+    fn disables_itself_when_the_agent_is_missing_or_grpc_is_asked() {
+        if !have_python() {
+            return;
+        }
+        let s = Setup::new(MARK);
+        let (out, err) = s.run(REPORT, &[("OBS_STACK_PYTHON_AGENT", "/nonexistent")], "");
+        assert!(
+            out.starts_with("NOT") && err.contains("agent not found"),
+            "{out} {err}"
+        );
+        let (out, err) = s.run(REPORT, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], "");
+        assert!(out.starts_with("NOT") && err.contains("grpc"), "{out} {err}");
+    }
+
+    #[test]
+    fn disables_itself_when_the_app_ships_opentelemetry() {
+        if !have_python() {
+            return;
+        }
+        let s = Setup::new(MARK);
+        let app = s.dir.path().join("app");
+        std::fs::create_dir_all(app.join("opentelemetry/sdk")).unwrap();
+        let (out, err) = s.run(REPORT, &[], &app.display().to_string());
+        assert!(out.starts_with("NOT"), "{out}");
+        assert!(err.contains("already ships OpenTelemetry"), "{err}");
+    }
+
+    #[test]
+    fn a_failing_agent_never_breaks_the_app() {
+        if !have_python() {
+            return;
+        }
+        let s = Setup::new("raise SystemExit(3)");
+        let (out, err) = s.run("print('APP OK')", &[], "");
+        assert_eq!(out.trim(), "APP OK");
+        assert!(err.contains("initialising the agent failed: SystemExit"), "{err}");
+    }
+
+    #[test]
+    fn django_settings_that_cannot_load_turn_only_django_off() {
+        if !have_python() {
+            return;
+        }
+        let s = Setup::new(
+            "os.environ['SEEN_DJANGO_FLAG']=os.environ.get('OTEL_PYTHON_DJANGO_INSTRUMENT','unset'); os.environ['GUARD_TEST_RAN']='1'",
+        );
+        let code = "import os;print(os.environ.get('SEEN_DJANGO_FLAG'), os.environ.get('OTEL_PYTHON_DJANGO_INSTRUMENT','unset'))";
+        let (out, err) = s.run(code, &[("DJANGO_SETTINGS_MODULE", "nosuch.settings")], "");
+        assert_eq!(out.trim(), "False unset", "off during initialize only: {err}");
+        // Settings importable from the working directory (as gunicorn will make them): on.
+        std::fs::create_dir_all(s.dir.path().join("shop")).unwrap();
+        std::fs::write(s.dir.path().join("shop/__init__.py"), "").unwrap();
+        std::fs::write(s.dir.path().join("shop/settings.py"), "ROOT_URLCONF='x'\n").unwrap();
+        let (out, err) = s.run(code, &[("DJANGO_SETTINGS_MODULE", "shop.settings")], "");
+        assert_eq!(out.trim(), "unset unset", "{err}");
+    }
+
+    #[test]
+    fn the_apps_own_sitecustomize_still_runs() {
+        if !have_python() {
+            return;
+        }
+        let s = Setup::new(MARK);
+        let app = s.dir.path().join("appsite");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(
+            app.join("sitecustomize.py"),
+            "import os\nos.environ['APP_SITE']='yes'\n",
+        )
+        .unwrap();
+        let (out, err) = s.run(
+            "import os;print(os.environ.get('GUARD_TEST_RAN'), os.environ.get('APP_SITE'))",
+            &[],
+            &app.display().to_string(),
+        );
+        assert_eq!(out.trim(), "1 yes", "{err}");
+    }
+}
