@@ -43,7 +43,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port_of() { docker port "$1" "$2/tcp" | sed -n 's/^127\.0\.0\.1://p' | head -1; }
+port_of() { docker port "$1" "$2/tcp" 2>/dev/null | sed -n 's/^127\.0\.0\.1://p' | head -1; }
 now_ms() { date +%s%3N; }
 wait_http() { # port path timeout_s
   local deadline=$(( $(date +%s) + $3 ))
@@ -52,14 +52,15 @@ wait_http() { # port path timeout_s
     sleep 0.05
   done
 }
-# wrk → "p50_ms p99_ms rps"
+# wrk → "p50_ms p99_ms rps" (or "NaN NaN NaN" when the variant is down: it crashed)
 measure() {
+  [ -n "$1" ] && curl -fsS -m 5 -o /dev/null "http://127.0.0.1:$1/work" 2>/dev/null || { echo "NaN NaN NaN"; return; }
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$1/work" | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)} $1=="Requests/sec:" {rps=$2}
     END {printf "%.3f %.3f %.1f\n", p50, p99, rps}'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+median() { grep -v NaN | sort -n | awk '{a[NR]=$1} END {if (NR==0) print "NaN"; else print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 docker network create $NET >/dev/null
 docker run -d --name $RUN-collector --label io.obs-stack.bench=$RUN --network $NET \
@@ -117,6 +118,10 @@ for app in "${APPS[@]}"; do
     m50=$(echo ${P50[$v]} | tr ' ' '\n' | median)
     m99=$(echo ${P99[$v]} | tr ' ' '\n' | median)
     mrps=$(echo ${RPS[$v]} | tr ' ' '\n' | median)
+    if [ "$m50" = NaN ]; then
+      printf '%-10s %s\n' $v "DOWN during the run: $(docker inspect -f 'exit {{.State.ExitCode}}, restarts {{.RestartCount}}' $RUN-$app-$v 2>/dev/null); last log: $(docker logs --tail 1 $RUN-$app-$v 2>&1 | tail -1)"
+      continue
+    fi
     awk -v v=$v -v a=$m50 -v b=$m99 -v c=$mrps -v ba=$b50 -v bc=$brps 'BEGIN {
       printf "%-10s %10.2f %10.2f %10.1f %+9.1f%% %+9.1f%%\n", v, a, b, c, (a-ba)/ba*100, (c-bc)/bc*100 }'
   done

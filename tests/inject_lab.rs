@@ -748,3 +748,65 @@ fn dry_run_changes_nothing_and_go_gets_the_fallback() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("eBPF"), "{}", text(&out));
 }
+
+#[test]
+fn project_selection_and_prometheus_metrics_endpoint() {
+    if !docker_tests_enabled("project_selection_and_prometheus_metrics_endpoint") {
+        return;
+    }
+    let lab = Lab::new("proj");
+    let project = unique_name("proj");
+    let label = format!("com.docker.compose.project={project}");
+    let svc_a = "com.docker.compose.service=a".to_string();
+    let svc_b = "com.docker.compose.service=b".to_string();
+    let a = TestContainer::run(
+        "proj-a",
+        "obs-lab/fixture-py-flask:latest",
+        &["--network", &lab.net, "--label", &label, "--label", &svc_a, "-p", "127.0.0.1::5000"],
+        &[],
+    );
+    let b = TestContainer::run(
+        "proj-b",
+        "obs-lab/fixture-py-flask:latest",
+        &["--network", &lab.net, "--label", &label, "--label", &svc_b],
+        &[],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+        .args(["--json", "inject", "--project", &project, "--dry-run"])
+        .env("OBS_STACK_STATE_DIR", lab.state.path())
+        .env("OBS_STACK_AGENT_IMAGE_PYTHON", AGENT_PYTHON)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v.as_array().unwrap().iter().filter_map(|r| r["container"].as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&a.name.as_str()) && names.contains(&b.name.as_str()));
+    // The compose service name becomes the service name.
+    let env: Vec<String> = v[0]["plan"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}={}", c["name"].as_str().unwrap(), c["after"].as_str().unwrap()))
+        .collect();
+    assert!(env.iter().any(|e| e == "OTEL_SERVICE_NAME=a" || e == "OTEL_SERVICE_NAME=b"), "{env:?}");
+
+    // --metrics prometheus: /metrics on a published loopback port after injection.
+    let out = lab.inject(&[&a.name, "--metrics", "prometheus", "--grace", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let app_port = port_of(&a.name, 5000);
+    let metrics_port = port_of(&a.name, 9464);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        wait_http(app_port, "/orders/42", 30);
+        let (code, body) = wait_http(metrics_port, "/metrics", 30);
+        if code == 200 && body.contains("http_server") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no http_server metrics on /metrics: {body}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let out = lab.inject(&["--revert", &a.name, "--grace", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(docker(&["port", &a.name, "9464/tcp"]).stdout.is_empty(), "the metrics port is gone after revert");
+}
