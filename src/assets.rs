@@ -73,7 +73,8 @@ fn collect_disk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>, dep
                 .unwrap_or(&path)
                 .to_string_lossy()
                 .replace('\\', "/");
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             out.insert(rel, text);
         }
     }

@@ -123,8 +123,13 @@ impl Engine {
     /// Connects using `DOCKER_HOST` or the default socket, negotiates the API version and
     /// pings once, so later calls fail only for reasons of their own.
     pub async fn connect() -> Result<Engine, DockerError> {
-        let host = docker_host();
-        let docker = Docker::connect_with_defaults()
+        Engine::connect_to(&docker_host()).await
+    }
+
+    /// Connects to an explicit host (`unix:///…`, `tcp://…`), negotiating and pinging.
+    pub async fn connect_to(host: &str) -> Result<Engine, DockerError> {
+        let host = host.to_string();
+        let docker = Docker::connect_with_host(&host)
             .map_err(|e| classify(e, &host, None))?
             .with_timeout(Duration::from_secs(60));
         let docker = docker
@@ -467,6 +472,23 @@ impl Engine {
             .filter_map(|c| c.names.and_then(|n| n.first().cloned()))
             .map(|n| n.trim_start_matches('/').to_string())
             .collect())
+    }
+}
+
+impl Engine {
+    /// The tar archive of `path` inside the container as a stream of chunks (works on stopped
+    /// containers); the caller bounds how much it reads.
+    pub fn archive_stream<'a>(
+        &'a self,
+        container: &'a str,
+        path: &str,
+    ) -> impl futures_util::Stream<Item = Result<Vec<u8>, DockerError>> + 'a {
+        let opts = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        self.docker
+            .download_from_container(container, Some(opts))
+            .map(move |r| r.map(|b| b.to_vec()).map_err(|e| self.err(e, Some(container))))
     }
 }
 

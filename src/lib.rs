@@ -6,6 +6,7 @@
 pub mod assets;
 pub mod cli;
 pub mod cmd;
+pub mod detect;
 pub mod docker;
 pub mod exit;
 pub mod inject;

@@ -255,8 +255,9 @@ async fn select(engine: &Engine, store: &Store, args: &InjectArgs) -> Result<Vec
     Ok(names)
 }
 
-/// What is known about the container's runtime. This is the ONE place that asks detection;
-/// `--runtime` overrides it.
+/// What is known about the container's runtime. This is the ONE place that asks detection
+/// (src/detect); `--runtime` overrides it. If detection fails or finds no language, the
+/// process-name stand-in in `plan::runtime_from_config` is asked.
 async fn runtime_info(
     engine: &Engine,
     inspect: &bollard::models::ContainerInspectResponse,
@@ -270,12 +271,61 @@ async fn runtime_info(
         };
     }
     let name = plan::container_name(inspect);
-    let procs: Vec<String> = engine
-        .top(&name)
-        .await
-        .map(|p| p.into_iter().map(|p| p.command).collect())
-        .unwrap_or_default();
-    plan::runtime_from_config(inspect, &procs)
+    let ours = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .is_some_and(|l| l.contains_key(LABEL_INJECTED));
+    let detected = match crate::detect::signature::SignatureSet::builtin() {
+        Ok(sigs) => crate::detect::detect_container(engine, &name, &sigs, &Default::default())
+            .await
+            .map_err(|e| format!("{e:#}")),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    match detected {
+        Ok(d) if d.language.is_some() => {
+            // Only agents detect shows evidence for (it has reported one without any).
+            let mut agents: Vec<String> = d
+                .existing_agents
+                .iter()
+                .filter(|a| d.evidence.iter().any(|e| &e.technology == *a))
+                .cloned()
+                .collect();
+            if agents.len() != d.existing_agents.len() {
+                tracing::info!(
+                    "{name}: detect listed agents {:?} without evidence; ignored",
+                    d.existing_agents
+                );
+            }
+            if ours {
+                // The OpenTelemetry agent detect sees is the one obs-stack put there.
+                agents.retain(|a| a != "opentelemetry");
+            }
+            RuntimeInfo {
+                source: format!(
+                    "detect: {}{} ({:.0}%)",
+                    d.language.clone().unwrap_or_default(),
+                    d.framework.as_ref().map(|f| format!("/{f}")).unwrap_or_default(),
+                    d.confidence * 100.0
+                ),
+                language: d.language,
+                runtime_version: d.runtime_version,
+                libc: d.libc,
+                existing_agents: agents,
+            }
+        }
+        other => {
+            if let Err(e) = &other {
+                tracing::warn!("detection failed for {name}: {e}; using process names");
+            }
+            let procs: Vec<String> = engine
+                .top(&name)
+                .await
+                .map(|p| p.into_iter().map(|p| p.command).collect())
+                .unwrap_or_default();
+            plan::runtime_from_config(inspect, &procs)
+        }
+    }
 }
 
 fn agent_image_for(args: &InjectArgs, runtime: &str) -> Result<Option<String>> {

@@ -960,7 +960,7 @@ pub fn runtime_from_config(inspect: &ContainerInspectResponse, processes: &[Stri
         ("dotnet", get("DOTNET_VERSION"))
     } else {
         return RuntimeInfo {
-            source: "process names (detect not linked)".into(),
+            source: "process names".into(),
             ..Default::default()
         };
     };
@@ -969,6 +969,6 @@ pub fn runtime_from_config(inspect: &ContainerInspectResponse, processes: &[Stri
         runtime_version: version,
         libc: None,
         existing_agents: Vec::new(),
-        source: "process names (detect not linked)".into(),
+        source: "process names".into(),
     }
 }

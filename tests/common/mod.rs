@@ -39,7 +39,11 @@ pub fn run_id() -> String {
 /// A unique container/network/volume name with the given stem.
 pub fn unique_name(stem: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("obs-test-{stem}-{}-{}", run_id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "obs-test-{stem}-{}-{}",
+        run_id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 pub fn repo_root() -> PathBuf {
@@ -177,7 +181,9 @@ pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<(u16, String
     use std::io::{Read, Write};
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)) {
+        if let Ok(mut s) =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
+        {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
             if s.write_all(req.as_bytes()).is_ok() {
