@@ -762,7 +762,16 @@ fn project_selection_and_prometheus_metrics_endpoint() {
     let a = TestContainer::run(
         "proj-a",
         "obs-lab/fixture-py-flask:latest",
-        &["--network", &lab.net, "--label", &label, "--label", &svc_a, "-p", "127.0.0.1::5000"],
+        &[
+            "--network",
+            &lab.net,
+            "--label",
+            &label,
+            "--label",
+            &svc_a,
+            "-p",
+            "127.0.0.1::5000",
+        ],
         &[],
     );
     let b = TestContainer::run(
@@ -779,7 +788,12 @@ fn project_selection_and_prometheus_metrics_endpoint() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = v.as_array().unwrap().iter().filter_map(|r| r["container"].as_str()).collect();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["container"].as_str())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&a.name.as_str()) && names.contains(&b.name.as_str()));
     // The compose service name becomes the service name.
@@ -789,7 +803,11 @@ fn project_selection_and_prometheus_metrics_endpoint() {
         .iter()
         .map(|c| format!("{}={}", c["name"].as_str().unwrap(), c["after"].as_str().unwrap()))
         .collect();
-    assert!(env.iter().any(|e| e == "OTEL_SERVICE_NAME=a" || e == "OTEL_SERVICE_NAME=b"), "{env:?}");
+    assert!(
+        env.iter()
+            .any(|e| e == "OTEL_SERVICE_NAME=a" || e == "OTEL_SERVICE_NAME=b"),
+        "{env:?}"
+    );
 
     // --metrics prometheus: /metrics on a published loopback port after injection.
     let out = lab.inject(&[&a.name, "--metrics", "prometheus", "--grace", "2"]);
@@ -803,10 +821,16 @@ fn project_selection_and_prometheus_metrics_endpoint() {
         if code == 200 && body.contains("http_server") {
             break;
         }
-        assert!(Instant::now() < deadline, "no http_server metrics on /metrics: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "no http_server metrics on /metrics: {body}"
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
     let out = lab.inject(&["--revert", &a.name, "--grace", "1"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(docker(&["port", &a.name, "9464/tcp"]).stdout.is_empty(), "the metrics port is gone after revert");
+    assert!(
+        docker(&["port", &a.name, "9464/tcp"]).stdout.is_empty(),
+        "the metrics port is gone after revert"
+    );
 }
