@@ -8,6 +8,7 @@
 # (~5 ms of CPU work), each container limited to 1 CPU, a real collector receiving everything.
 # wrk on 127.0.0.1 with CONNS connections; the variants are measured in turn, ROUNDS times, and
 # the median of the rounds is reported (runs vary with machine load: compare within one run).
+# CPU per request (from the container's cgroup) is the figure that holds up on a busy machine.
 # Also: time from `inject` to the instrumented app answering vs the container's own start time.
 #
 # Usage: bench/inject.sh [APP...]   (APP: py-django node-express; default both)
@@ -52,13 +53,29 @@ wait_http() { # port path timeout_s
     sleep 0.05
   done
 }
-# wrk → "p50_ms p99_ms rps" (or "NaN NaN NaN" when the variant is down: it crashed)
+# CPU time a container has used, in ns (cgroup v1 cpuacct or v2 cpu.stat), or empty.
+cpu_ns() {
+  local id; id=$(docker inspect -f '{{.Id}}' "$1" 2>/dev/null) || return 0
+  if [ -r /sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage ]; then
+    cat /sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage
+  elif [ -r /sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat ]; then
+    awk '$1=="usage_usec" {print $2*1000}' /sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat
+  fi
+}
+# wrk against container $1 → "p50_ms p99_ms rps cpu_ms_per_request" (NaN… when it is down).
+# CPU per request comes from the container's cgroup: robust when other work shares the machine.
 measure() {
-  [ -n "$1" ] && curl -fsS -m 5 -o /dev/null "http://127.0.0.1:$1/work" 2>/dev/null || { echo "NaN NaN NaN"; return; }
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$1/work" | awk '
+  local port; port=$(port_of "$1" "$2")
+  [ -n "$port" ] && curl -fsS -m 5 -o /dev/null "http://127.0.0.1:$port/work" 2>/dev/null || { echo "NaN NaN NaN NaN"; return; }
+  local c0 c1 out
+  c0=$(cpu_ns "$1")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/work")
+  c1=$(cpu_ns "$1")
+  echo "$out" | awk -v c0="${c0:-0}" -v c1="${c1:-0}" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     $1=="50%" {p50=ms($2)} $1=="99%" {p99=ms($2)} $1=="Requests/sec:" {rps=$2}
-    END {printf "%.3f %.3f %.1f\n", p50, p99, rps}'
+    / requests in / {n=$1}
+    END {cpu = (n > 0 && c1 > c0) ? (c1-c0)/1e6/n : 0; printf "%.3f %.3f %.1f %.4f\n", p50, p99, rps, cpu}'
 }
 median() { grep -v NaN | sort -n | awk '{a[NR]=$1} END {if (NR==0) print "NaN"; else print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
@@ -101,30 +118,33 @@ for app in "${APPS[@]}"; do
   wait_http "$(port_of $RUN-$app-prod $cport)" /work 120
   ready_ms=$(( $(now_ms) - t0 ))
 
-  declare -A P50 P99 RPS
-  for v in base prod operator; do P50[$v]=""; P99[$v]=""; RPS[$v]=""; done
-  for v in base prod operator; do measure "$(port_of $RUN-$app-$v $cport)" >/dev/null; done # warm-up
+  declare -A P50 P99 RPS CPU
+  for v in base prod operator; do P50[$v]=""; P99[$v]=""; RPS[$v]=""; CPU[$v]=""; done
+  for v in base prod operator; do measure $RUN-$app-$v $cport >/dev/null; done # warm-up
   for r in $(seq "$ROUNDS"); do
     for v in base prod operator; do
-      read -r p50 p99 rps < <(measure "$(port_of $RUN-$app-$v $cport)")
-      P50[$v]+="$p50 "; P99[$v]+="$p99 "; RPS[$v]+="$rps "
+      read -r p50 p99 rps cpu < <(measure $RUN-$app-$v $cport)
+      P50[$v]+="$p50 "; P99[$v]+="$p99 "; RPS[$v]+="$rps "; CPU[$v]+="$cpu "
     done
   done
   echo
   echo "## $app ($rt) /work — container start to first 200: ${start_ms} ms; inject command (grace 3 s): ${inject_cmd_ms} ms; inject to first 200 (grace 0): ${ready_ms} ms"
-  printf '%-10s %10s %10s %10s %10s %10s\n' variant p50_ms p99_ms req/s p50_Δ rps_Δ
+  printf '%-10s %10s %10s %10s %12s %10s %10s %10s\n' variant p50_ms p99_ms req/s cpu_ms/req p50_Δ rps_Δ cpu/req_Δ
   b50=$(echo ${P50[base]} | tr ' ' '\n' | median); brps=$(echo ${RPS[base]} | tr ' ' '\n' | median)
+  bcpu=$(echo ${CPU[base]} | tr ' ' '\n' | median)
   for v in base prod operator; do
     m50=$(echo ${P50[$v]} | tr ' ' '\n' | median)
     m99=$(echo ${P99[$v]} | tr ' ' '\n' | median)
     mrps=$(echo ${RPS[$v]} | tr ' ' '\n' | median)
+    mcpu=$(echo ${CPU[$v]} | tr ' ' '\n' | median)
     if [ "$m50" = NaN ]; then
       printf '%-10s %s\n' $v "DOWN during the run: $(docker inspect -f 'exit {{.State.ExitCode}}, restarts {{.RestartCount}}' $RUN-$app-$v 2>/dev/null); last log: $(docker logs --tail 1 $RUN-$app-$v 2>&1 | tail -1)"
       continue
     fi
-    awk -v v=$v -v a=$m50 -v b=$m99 -v c=$mrps -v ba=$b50 -v bc=$brps 'BEGIN {
-      printf "%-10s %10.2f %10.2f %10.1f %+9.1f%% %+9.1f%%\n", v, a, b, c, (a-ba)/ba*100, (c-bc)/bc*100 }'
+    awk -v v=$v -v a=$m50 -v b=$m99 -v c=$mrps -v d=$mcpu -v ba=$b50 -v bc=$brps -v bd=$bcpu 'BEGIN {
+      printf "%-10s %10.2f %10.2f %10.1f %12.3f %+9.1f%% %+9.1f%% %+9.1f%%\n", v, a, b, c, d, (a-ba)/ba*100, (c-bc)/bc*100, (bd>0)?(d-bd)/bd*100:0 }'
   done
   echo "rounds p50: base=[${P50[base]}] prod=[${P50[prod]}] operator=[${P50[operator]}]"
-  unset P50 P99 RPS
+  echo "rounds cpu_ms/req: base=[${CPU[base]}] prod=[${CPU[prod]}] operator=[${CPU[operator]}]"
+  unset P50 P99 RPS CPU
 done

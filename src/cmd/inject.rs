@@ -20,6 +20,9 @@ use crate::inject::plan::{
 use crate::inject::state::{OpKind, Record, Status, Store};
 use crate::output::{Paint, Style, print_json};
 
+/// `io.obs-stack.instrument=false` opts a container out (the stack's own containers carry it).
+pub const OPT_OUT_LABEL: &str = "io.obs-stack.instrument";
+
 /// Label marking the observability network the collector is on; inject attaches to it.
 pub const OBS_NETWORK_LABEL: &str = "io.obs-stack.network=observability";
 
@@ -236,12 +239,11 @@ async fn select(engine: &Engine, store: &Store, args: &InjectArgs) -> Result<Vec
             };
             let name = name.trim_start_matches('/').to_string();
             let labels = c.labels.unwrap_or_default();
-            let ours = labels.keys().any(|k| {
-                k.starts_with("io.obs-stack.")
-                    && k != LABEL_INJECTED
-                    && !k.starts_with("io.obs-stack.inject.")
-            });
-            if ours || name.ends_with(".obs-orig") || name.ends_with(".obs-injected") {
+            // obs-stack's own containers (the stack, agent init steps) and opted-out ones.
+            let excluded = labels.get(OPT_OUT_LABEL).is_some_and(|v| v == "false")
+                || labels.contains_key("io.obs-stack.component")
+                || labels.contains_key("io.obs-stack.agent-init");
+            if excluded || name.ends_with(".obs-orig") || name.ends_with(".obs-injected") {
                 continue;
             }
             if args.revert && !labels.contains_key(LABEL_INJECTED) {
@@ -396,6 +398,14 @@ async fn inject_one(
         _ => (current.clone(), None),
     };
 
+    if current_labels.get(OPT_OUT_LABEL).is_some_and(|v| v == "false") && !args.opts.force {
+        let mut rep = Report::new(name, "skipped");
+        rep.detail = Some(format!(
+            "labelled {OPT_OUT_LABEL}=false (opted out); --force to inject anyway"
+        ));
+        rep.recovered = recovered;
+        return Ok(rep);
+    }
     let rt = runtime_info(engine, &current, args).await;
     let key = rt.language.as_deref().and_then(runtime_key);
     let agent_image = match key {
