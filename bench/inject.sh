@@ -6,7 +6,7 @@
 #             metrics + logs (what the OpenTelemetry Operator would set up)
 # for a Python app under gunicorn (py-django, 2 sync workers) and an Express app, on /work
 # (~5 ms of CPU work), each container limited to 1 CPU, a real collector receiving everything.
-# wrk on 127.0.0.1 with CONNS connections; the variants are measured in turn, ROUNDS times, and
+# wrk on 127.0.0.1 with CONNS connections; the variants are loaded together, ROUNDS times, and
 # the median of the rounds is reported (runs vary with machine load: compare within one run).
 # CPU per request (from the container's cgroup) is the figure that holds up on a busy machine.
 # Also: time from `inject` to the instrumented app answering vs the container's own start time.
@@ -121,12 +121,20 @@ for app in "${APPS[@]}"; do
   declare -A P50 P99 RPS CPU
   for v in base prod operator; do P50[$v]=""; P99[$v]=""; RPS[$v]=""; CPU[$v]=""; done
   for v in base prod operator; do measure $RUN-$app-$v $cport >/dev/null; done # warm-up
+  # The variants are loaded at the same time (each has its own CPU quota), so whatever else
+  # runs on the machine disturbs them alike; SEQUENTIAL=1 measures them one after the other.
+  tmp=$(mktemp -d)
   for r in $(seq "$ROUNDS"); do
     for v in base prod operator; do
-      read -r p50 p99 rps cpu < <(measure $RUN-$app-$v $cport)
+      if [ "${SEQUENTIAL:-0}" = 1 ]; then measure $RUN-$app-$v $cport >"$tmp/$v"; else measure $RUN-$app-$v $cport >"$tmp/$v" & fi
+    done
+    wait
+    for v in base prod operator; do
+      read -r p50 p99 rps cpu <"$tmp/$v"
       P50[$v]+="$p50 "; P99[$v]+="$p99 "; RPS[$v]+="$rps "; CPU[$v]+="$cpu "
     done
   done
+  rm -rf "$tmp"
   echo
   echo "## $app ($rt) /work — container start to first 200: ${start_ms} ms; inject command (grace 3 s): ${inject_cmd_ms} ms; inject to first 200 (grace 0): ${ready_ms} ms"
   printf '%-10s %10s %10s %10s %12s %10s %10s %10s\n' variant p50_ms p99_ms req/s cpu_ms/req p50_Δ rps_Δ cpu/req_Δ
