@@ -152,6 +152,10 @@ for app in "${APPS[@]}"; do
     awk -v v=$v -v a=$m50 -v b=$m99 -v c=$mrps -v d=$mcpu -v ba=$b50 -v bc=$brps -v bd=$bcpu 'BEGIN {
       printf "%-10s %10.2f %10.2f %10.1f %12.3f %+9.1f%% %+9.1f%% %+9.1f%%\n", v, a, b, c, d, (a-ba)/ba*100, (c-bc)/bc*100, (bd>0)?(d-bd)/bd*100:0 }'
   done
+  # How much of the inject downtime is the original's own stop (StopTimeout when PID 1 ignores
+  # SIGTERM, e.g. a `sh -c` wrapper): stop the identical base container the same way.
+  t0=$(now_ms); docker stop $RUN-$app-base >/dev/null; stop_ms=$(( $(now_ms) - t0 ))
+  echo "the app's own stop (docker stop): ${stop_ms} ms — part of the inject-to-first-200 time above"
   echo "rounds p50: base=[${P50[base]}] prod=[${P50[prod]}] operator=[${P50[operator]}]"
   echo "rounds cpu_ms/req: base=[${CPU[base]}] prod=[${CPU[prod]}] operator=[${CPU[operator]}]"
   unset P50 P99 RPS CPU
