@@ -250,6 +250,250 @@ impl Engine {
     }
 }
 
+/// Container lifecycle calls used by `inject`'s recreate engine (additive; see src/inject/apply.rs).
+impl Engine {
+    /// Like `inspect`, but a missing container is `None` instead of an error.
+    pub async fn try_inspect(
+        &self,
+        container: &str,
+    ) -> Result<Option<ContainerInspectResponse>, DockerError> {
+        match self.inspect(container).await {
+            Ok(i) => Ok(Some(i)),
+            Err(DockerError::NoSuchContainer(_)) => Ok(None),
+            Err(DockerError::Api {
+                status: Some(404), ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a container named `name`; returns its ID.
+    pub async fn create_container(
+        &self,
+        name: &str,
+        body: bollard::models::ContainerCreateBody,
+    ) -> Result<String, DockerError> {
+        let opts = bollard::query_parameters::CreateContainerOptions {
+            name: Some(name.to_string()),
+            platform: String::new(),
+        };
+        let r = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| self.err(e, None))?;
+        Ok(r.id)
+    }
+
+    /// Connects a (created, not yet started) container to a network with its endpoint settings.
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: bollard::models::EndpointSettings,
+    ) -> Result<(), DockerError> {
+        let req = bollard::models::NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(endpoint),
+        };
+        self.docker
+            .connect_network(network, req)
+            .await
+            .map_err(|e| self.err(e, Some(container)))
+    }
+
+    pub async fn start(&self, container: &str) -> Result<(), DockerError> {
+        self.docker
+            .start_container(
+                container,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(|e| self.err(e, Some(container)))
+    }
+
+    /// Stops with the container's own stop signal; `timeout` seconds before SIGKILL (None =
+    /// the container's StopTimeout or Docker's default).
+    pub async fn stop(&self, container: &str, timeout: Option<i32>) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::StopContainerOptions {
+            signal: None,
+            t: timeout,
+        };
+        match self.docker.stop_container(container, Some(opts)).await {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(self.err(e, Some(container))),
+        }
+    }
+
+    /// Removes a container (forcefully); anonymous volumes are kept unless `volumes`.
+    pub async fn remove(&self, container: &str, volumes: bool) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::RemoveContainerOptions {
+            v: volumes,
+            force: true,
+            link: false,
+        };
+        self.docker
+            .remove_container(container, Some(opts))
+            .await
+            .map_err(|e| self.err(e, Some(container)))
+    }
+
+    pub async fn rename(&self, container: &str, new_name: &str) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::RenameContainerOptions {
+            name: new_name.to_string(),
+        };
+        self.docker
+            .rename_container(container, opts)
+            .await
+            .map_err(|e| self.err(e, Some(container)))
+    }
+
+    /// Waits for a started container to exit; returns its exit code.
+    pub async fn wait_exit(&self, container: &str) -> Result<i64, DockerError> {
+        let mut s = self
+            .docker
+            .wait_container(container, None::<bollard::query_parameters::WaitContainerOptions>);
+        match s.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(self.err(e, Some(container))),
+            None => Err(DockerError::Api {
+                status: None,
+                message: format!("no exit status for {container}"),
+            }),
+        }
+    }
+
+    /// Extracts a tar archive into `path` inside a container (created or stopped ones too).
+    pub async fn upload_archive(&self, container: &str, path: &str, tar: Vec<u8>) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::UploadToContainerOptions {
+            path: path.to_string(),
+            ..Default::default()
+        };
+        self.docker
+            .upload_to_container(container, Some(opts), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| self.err(e, Some(container)))
+    }
+
+    /// The last `lines` lines of a container's stdout+stderr, as text.
+    pub async fn logs_tail(&self, container: &str, lines: usize) -> Result<String, DockerError> {
+        let opts = bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let mut s = self.docker.logs(container, Some(opts));
+        let mut out = String::new();
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(l) => out.push_str(&String::from_utf8_lossy(&l.into_bytes())),
+                Err(e) => return Err(self.err(e, Some(container))),
+            }
+            if out.len() > 64 * 1024 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(self.err(e, None)),
+        }
+    }
+
+    /// Pulls an image (`name:tag` or `name@digest`).
+    pub async fn pull(&self, image: &str) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let mut s = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = s.next().await {
+            item.map_err(|e| self.err(e, None))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a named volume (Docker returns the existing one when the name is taken).
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), DockerError> {
+        let req = bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map_err(|e| self.err(e, None))?;
+        Ok(())
+    }
+
+    pub async fn volume_exists(&self, name: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(self.err(e, None)),
+        }
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        self.docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map_err(|e| self.err(e, None))
+    }
+
+    /// Names of the networks carrying a label (`key` or `key=value`).
+    pub async fn networks_with_label(&self, label: &str) -> Result<Vec<String>, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("label".to_string(), vec![label.to_string()]);
+        let opts = bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters),
+        };
+        let list = self
+            .docker
+            .list_networks(Some(opts))
+            .await
+            .map_err(|e| self.err(e, None))?;
+        let mut names: Vec<String> = list.into_iter().filter_map(|n| n.name).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Names of the containers (any state) that mount volume `name`.
+    pub async fn containers_using_volume(&self, name: &str) -> Result<Vec<String>, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("volume".to_string(), vec![name.to_string()]);
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.err(e, None))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|n| n.first().cloned()))
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect())
+    }
+}
+
 impl Engine {
     /// The tar archive of `path` inside the container as a stream of chunks (works on stopped
     /// containers); the caller bounds how much it reads.

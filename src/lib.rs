@@ -11,4 +11,5 @@ pub mod docker;
 pub mod doctor;
 pub mod exit;
 pub mod init;
+pub mod inject;
 pub mod output;

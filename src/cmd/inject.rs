@@ -1,12 +1,655 @@
-//! `obs-stack inject`: being built (see the issue tracker); refuses clearly until then.
-use clap::Args;
+//! `obs-stack inject` (also `obs-inject`): recreate containers with OpenTelemetry
+//! auto-instrumentation, keep the original until the new one is proven, roll back otherwise;
+//! `--revert` recreates the original exactly; `--dry-run` shows the plan and changes nothing.
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
 
 use crate::cli::GlobalArgs;
+use crate::docker::Engine;
 use crate::exit::Outcome;
+use crate::inject::PYTHON_GUARD;
+use crate::inject::agents::{Catalog, runtime_key};
+use crate::inject::apply::{self, GateOptions, Recovered, Replaced};
+use crate::inject::plan::{
+    self, Action, COMPOSE_PROJECT, LABEL_DIGEST, LABEL_INJECTED, Plan, PlanOptions, Profile, RuntimeInfo,
+};
+use crate::inject::state::{OpKind, Record, Status, Store};
+use crate::output::{Paint, Style, print_json};
+
+/// `io.obs-stack.instrument=false` opts a container out (the stack's own containers carry it).
+pub const OPT_OUT_LABEL: &str = "io.obs-stack.instrument";
+
+/// Label marking the observability network the collector is on; inject attaches to it.
+pub const OBS_NETWORK_LABEL: &str = "io.obs-stack.network=observability";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Metrics {
+    /// Push metrics to the collector over OTLP (default)
+    Otlp,
+    /// Serve /metrics on a published 127.0.0.1 port (container port 9464)
+    Prometheus,
+}
 
 #[derive(Debug, Clone, Args)]
-pub struct InjectArgs {}
+pub struct InjectArgs {
+    /// Containers (names or IDs)
+    #[arg(value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+    /// Every running container (obs-stack's own excluded)
+    #[arg(long, conflicts_with = "project")]
+    pub all: bool,
+    /// Every running container of this compose project
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+    /// Put the original containers back exactly as they were
+    #[arg(long)]
+    pub revert: bool,
+    /// Print the plan (env diff, mounts, networks) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub opts: Box<InjectOptions>,
+}
 
-pub async fn run(_global: &GlobalArgs, _args: InjectArgs) -> anyhow::Result<Outcome> {
-    anyhow::bail!("`obs-stack inject` is not available in this build yet")
+/// How to instrument (boxed: keeps the CLI enum small).
+#[derive(Debug, Clone, Args)]
+pub struct InjectOptions {
+    /// The runtime, when detection cannot tell or should be overridden
+    #[arg(long, value_name = "python|node|java|dotnet")]
+    pub runtime: Option<String>,
+    /// OTLP/HTTP endpoint of the collector
+    #[arg(long, default_value = "http://otel-collector:4318")]
+    pub endpoint: String,
+    /// dev: sample every trace; prod: 10% and the noisy instrumentations off
+    #[arg(long, value_enum, default_value_t = Profile::Dev)]
+    pub profile: Profile,
+    /// Service name (default: the compose service, else the container name)
+    #[arg(long)]
+    pub service_name: Option<String>,
+    /// How the app exposes its metrics
+    #[arg(long, value_enum, default_value_t = Metrics::Otlp)]
+    pub metrics: Metrics,
+    /// Inject even when another agent is already present
+    #[arg(long)]
+    pub force: bool,
+    /// Agent image for a runtime, e.g. python=obs-lab/autoinstrumentation-python:0.65b0
+    /// (also OBS_STACK_AGENT_IMAGE_<RUNTIME>)
+    #[arg(long, value_name = "RUNTIME=IMAGE")]
+    pub agent_image: Vec<String>,
+    /// Also attach this network (default: networks labelled io.obs-stack.network=observability)
+    #[arg(long, value_name = "NAME")]
+    pub network: Vec<String>,
+    /// Seconds the new container must run without restarting before the old one is removed
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub grace: f64,
+    /// Seconds to wait for `healthy` when the container has a healthcheck
+    #[arg(long, default_value_t = 120.0, value_name = "SECS")]
+    pub health_timeout: f64,
+    /// Seconds to wait for the old container to stop before it is killed
+    #[arg(long, value_name = "SECS")]
+    pub stop_timeout: Option<i32>,
+    /// A templates directory overriding the built-in agents.yaml
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    container: String,
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovered: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<Plan>,
+}
+
+impl Report {
+    fn new(container: &str, result: &'static str) -> Report {
+        Report {
+            container: container.to_string(),
+            result,
+            detail: None,
+            recovered: None,
+            new_id: None,
+            seconds: None,
+            plan: None,
+        }
+    }
+}
+
+pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
+    let style = global.style();
+    if args.containers.is_empty() && !args.all && args.project.is_none() {
+        anyhow::bail!("name the containers to instrument, or use --all or --project NAME");
+    }
+    if args.opts.service_name.is_some() && (args.containers.len() != 1 || args.all || args.project.is_some())
+    {
+        anyhow::bail!("--service-name applies to exactly one container");
+    }
+    let catalog = Catalog::load(args.opts.templates.as_deref())?;
+    let engine = Engine::connect().await?;
+    let store = Store::default_location();
+    let targets = select(&engine, &store, &args).await?;
+    if targets.is_empty() {
+        anyhow::bail!("no containers matched");
+    }
+    let gate = GateOptions {
+        grace: Duration::from_secs_f64(args.opts.grace.max(0.0)),
+        health_timeout: Duration::from_secs_f64(args.opts.health_timeout.max(1.0)),
+        stop_timeout: args.opts.stop_timeout,
+    };
+    let mut extra_networks = args.opts.network.clone();
+    if extra_networks.is_empty() {
+        extra_networks = engine
+            .networks_with_label(OBS_NETWORK_LABEL)
+            .await
+            .unwrap_or_default();
+    }
+
+    let mut reports = Vec::new();
+    let mut first_error: Option<anyhow::Error> = None;
+    for name in &targets {
+        let r = if args.revert {
+            revert_one(&engine, &store, name, &args, &gate).await
+        } else {
+            inject_one(
+                &engine,
+                &store,
+                name,
+                &args,
+                &catalog,
+                &extra_networks,
+                &gate,
+                &style,
+            )
+            .await
+        };
+        match r {
+            Ok(rep) => {
+                if !style.json {
+                    print_report(&style, &rep);
+                }
+                reports.push(rep);
+            }
+            Err(e) => {
+                if targets.len() == 1 {
+                    return Err(e);
+                }
+                eprintln!("error: {name}: {e:#}");
+                let mut rep = Report::new(name, "error");
+                rep.detail = Some(format!("{e:#}"));
+                reports.push(rep);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if style.json {
+        print_json(&reports)?;
+    }
+    if reports.iter().any(|r| r.result == "rolled_back") {
+        return Ok(Outcome::RolledBack);
+    }
+    if let Some(e) = first_error {
+        return Err(e.context("some containers failed (see above)"));
+    }
+    let acted = reports
+        .iter()
+        .any(|r| matches!(r.result, "injected" | "noop" | "reverted" | "dry_run"));
+    Ok(if acted {
+        Outcome::Success
+    } else {
+        Outcome::Negative
+    })
+}
+
+/// The container names to work on.
+async fn select(engine: &Engine, store: &Store, args: &InjectArgs) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for c in &args.containers {
+        // Resolve IDs to names; a record may exist for a name no container holds right now
+        // (an interrupted run renamed it): recovery takes it from there.
+        match engine.try_inspect(c).await? {
+            Some(i) => names.push(plan::container_name(&i)),
+            None if store.load(c)?.is_some() => names.push(c.clone()),
+            None => return Err(crate::docker::DockerError::NoSuchContainer(c.clone()).into()),
+        }
+    }
+    if args.all && args.revert {
+        names.extend(store.list()?.into_iter().map(|r| r.name));
+    } else if args.all || args.project.is_some() {
+        let labels: Vec<String> = args
+            .project
+            .iter()
+            .map(|p| format!("{COMPOSE_PROJECT}={p}"))
+            .collect();
+        let list = engine.list(false, &labels).await?;
+        for c in list {
+            let Some(name) = c.names.as_ref().and_then(|n| n.first()) else {
+                continue;
+            };
+            let name = name.trim_start_matches('/').to_string();
+            let labels = c.labels.unwrap_or_default();
+            // obs-stack's own containers (the stack, agent init steps) and opted-out ones.
+            let excluded = labels.get(OPT_OUT_LABEL).is_some_and(|v| v == "false")
+                || labels.contains_key("io.obs-stack.component")
+                || labels.contains_key("io.obs-stack.agent-init");
+            if excluded || name.ends_with(".obs-orig") || name.ends_with(".obs-injected") {
+                continue;
+            }
+            if args.revert && !labels.contains_key(LABEL_INJECTED) {
+                continue;
+            }
+            names.push(name);
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// What is known about the container's runtime. This is the ONE place that asks detection
+/// (src/detect); `--runtime` overrides it. If detection fails or finds no language, the
+/// process-name stand-in in `plan::runtime_from_config` is asked.
+async fn runtime_info(
+    engine: &Engine,
+    inspect: &bollard::models::ContainerInspectResponse,
+    args: &InjectArgs,
+) -> RuntimeInfo {
+    if let Some(r) = &args.opts.runtime {
+        return RuntimeInfo {
+            language: Some(r.clone()),
+            source: "--runtime".into(),
+            ..Default::default()
+        };
+    }
+    let name = plan::container_name(inspect);
+    let ours = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.as_ref())
+        .is_some_and(|l| l.contains_key(LABEL_INJECTED));
+    let detected = match crate::detect::signature::SignatureSet::builtin() {
+        Ok(sigs) => crate::detect::detect_container(engine, &name, &sigs, &Default::default())
+            .await
+            .map_err(|e| format!("{e:#}")),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    match detected {
+        Ok(d) if d.language.is_some() => {
+            // Only agents detect shows evidence for (it has reported one without any).
+            let mut agents: Vec<String> = d
+                .existing_agents
+                .iter()
+                .filter(|a| d.evidence.iter().any(|e| &e.technology == *a))
+                .cloned()
+                .collect();
+            if agents.len() != d.existing_agents.len() {
+                tracing::info!(
+                    "{name}: detect listed agents {:?} without evidence; ignored",
+                    d.existing_agents
+                );
+            }
+            if ours {
+                // The OpenTelemetry agent detect sees is the one obs-stack put there.
+                agents.retain(|a| a != "opentelemetry");
+            }
+            RuntimeInfo {
+                source: format!(
+                    "detect: {}{} ({:.0}%)",
+                    d.language.clone().unwrap_or_default(),
+                    d.framework.as_ref().map(|f| format!("/{f}")).unwrap_or_default(),
+                    d.confidence * 100.0
+                ),
+                language: d.language,
+                runtime_version: d.runtime_version,
+                libc: d.libc,
+                existing_agents: agents,
+            }
+        }
+        other => {
+            if let Err(e) = &other {
+                tracing::warn!("detection failed for {name}: {e}; using process names");
+            }
+            let procs: Vec<String> = engine
+                .top(&name)
+                .await
+                .map(|p| p.into_iter().map(|p| p.command).collect())
+                .unwrap_or_default();
+            plan::runtime_from_config(inspect, &procs)
+        }
+    }
+}
+
+fn agent_image_for(args: &InjectArgs, runtime: &str) -> Result<Option<String>> {
+    for a in &args.opts.agent_image {
+        let Some((rt, image)) = a.split_once('=') else {
+            anyhow::bail!("--agent-image wants RUNTIME=IMAGE, got {a:?}");
+        };
+        if runtime_key(rt) == Some(runtime) {
+            return Ok(Some(image.to_string()));
+        }
+    }
+    let mut vars = vec![format!("OBS_STACK_AGENT_IMAGE_{}", runtime.to_ascii_uppercase())];
+    if runtime == "node" {
+        vars.push("OBS_STACK_AGENT_IMAGE_NODEJS".into());
+    }
+    Ok(vars
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty())))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn inject_one(
+    engine: &Engine,
+    store: &Store,
+    name: &str,
+    args: &InjectArgs,
+    catalog: &Catalog,
+    extra_networks: &[String],
+    gate: &GateOptions,
+    style: &Style,
+) -> Result<Report> {
+    let mut recovered = None;
+    let mut rec = store.load(name)?;
+    if let Some(r) = rec.as_mut()
+        && r.journal.is_some()
+    {
+        if args.dry_run {
+            anyhow::bail!("{name}: an interrupted injection needs recovery; run without --dry-run first");
+        }
+        recovered = Some(match apply::recover(engine, store, r).await? {
+            Recovered::Finished { .. } => {
+                "finished an interrupted run: the instrumented container was proven".into()
+            }
+            Recovered::RolledBack { detail } => format!("converged an interrupted run: {detail}"),
+        });
+        rec = store.load(name)?;
+    }
+    let current = engine.inspect(name).await?;
+    let current_id = current.id.clone().unwrap_or_default();
+    let current_labels = current
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .unwrap_or_default();
+    let (original, current_digest) = match &rec {
+        Some(r) if r.status == Status::Injected && current_labels.contains_key(LABEL_INJECTED) => {
+            (r.original.clone(), current_labels.get(LABEL_DIGEST).cloned())
+        }
+        Some(_) | None if current_labels.contains_key(LABEL_INJECTED) => {
+            let mut rep = Report::new(name, "skipped");
+            rep.detail = Some(format!(
+                "instrumented by obs-stack, but its record is missing from {}; nothing to compare against",
+                store.dir.display()
+            ));
+            rep.recovered = recovered;
+            return Ok(rep);
+        }
+        _ => (current.clone(), None),
+    };
+
+    if current_labels.get(OPT_OUT_LABEL).is_some_and(|v| v == "false") && !args.opts.force {
+        let mut rep = Report::new(name, "skipped");
+        rep.detail = Some(format!(
+            "labelled {OPT_OUT_LABEL}=false (opted out); --force to inject anyway"
+        ));
+        rep.recovered = recovered;
+        return Ok(rep);
+    }
+    let rt = runtime_info(engine, &current, args).await;
+    let key = rt.language.as_deref().and_then(runtime_key);
+    let agent_image = match key {
+        Some(k) => agent_image_for(args, k)?,
+        None => None,
+    };
+    let opts = PlanOptions {
+        endpoint: args.opts.endpoint.clone(),
+        profile: args.opts.profile,
+        service_name: args.opts.service_name.clone(),
+        metrics_prometheus: args.opts.metrics == Metrics::Prometheus,
+        force: args.opts.force,
+        agent_image,
+        extra_networks: extra_networks.to_vec(),
+        image_name_current: apply::image_name_current(engine, &original).await,
+    };
+    let p = plan::plan(&original, &rt, catalog, &opts, current_digest.as_deref());
+    let mut rep = Report::new(name, "dry_run");
+    rep.recovered = recovered;
+    match &p.action {
+        Action::NoOp { reason } => {
+            rep.result = "noop";
+            rep.detail = Some(reason.clone());
+        }
+        Action::Skip { reason } => {
+            rep.result = "skipped";
+            rep.detail = Some(reason.clone());
+        }
+        Action::Fallback { reason } => {
+            rep.result = "fallback";
+            rep.detail = Some(reason.clone());
+        }
+        Action::Inject if args.dry_run => {}
+        Action::Inject => {
+            let (Some(spec), Some(agent)) = (p.create.clone(), p.agent.clone()) else {
+                anyhow::bail!("internal: an inject plan without a create spec");
+            };
+            if !style.json && !style.quiet {
+                print_plan(style, &p, false);
+            }
+            let guard = (agent.runtime == "python").then_some(PYTHON_GUARD);
+            apply::prepare_agent(engine, &agent, guard)
+                .await
+                .with_context(|| format!("preparing the {} agent", agent.runtime))?;
+            let mut record = match rec {
+                Some(r) if r.status == Status::Injected => r,
+                _ => Record {
+                    format: 1,
+                    name: name.to_string(),
+                    status: Status::InProgress,
+                    original: original.clone(),
+                    original_id: original.id.clone().unwrap_or_default(),
+                    current_id: Some(current_id.clone()),
+                    runtime: Some(agent.runtime.clone()),
+                    digest: None,
+                    journal: None,
+                    updated_unix: 0,
+                },
+            };
+            let started = Instant::now();
+            match apply::replace(
+                engine,
+                store,
+                &mut record,
+                OpKind::Inject,
+                &current_id,
+                spec,
+                gate,
+            )
+            .await?
+            {
+                Replaced::Done { new_id } => {
+                    rep.result = "injected";
+                    rep.new_id = Some(new_id);
+                    rep.seconds = Some(started.elapsed().as_secs_f64());
+                }
+                Replaced::RolledBack { reason } => {
+                    rep.result = "rolled_back";
+                    rep.detail = Some(reason);
+                }
+            }
+        }
+    }
+    rep.plan = Some(p);
+    Ok(rep)
+}
+
+async fn revert_one(
+    engine: &Engine,
+    store: &Store,
+    name: &str,
+    args: &InjectArgs,
+    gate: &GateOptions,
+) -> Result<Report> {
+    let Some(mut rec) = store.load(name)? else {
+        anyhow::bail!(
+            "no injection record for {name} in {}: nothing to revert",
+            store.dir.display()
+        );
+    };
+    let mut rep = Report::new(name, "reverted");
+    if rec.journal.is_some() {
+        if args.dry_run {
+            anyhow::bail!("{name}: an interrupted run needs recovery; run without --dry-run first");
+        }
+        let r = apply::recover(engine, store, &mut rec).await?;
+        rep.recovered = Some(match r {
+            Recovered::Finished { .. } => "finished an interrupted run".into(),
+            Recovered::RolledBack { detail } => format!("converged an interrupted run: {detail}"),
+        });
+        match store.load(name)? {
+            Some(r) => rec = r,
+            None => {
+                rep.detail = Some("the original is in place; nothing left to revert".into());
+                return Ok(rep);
+            }
+        }
+    }
+    let Some(current) = engine.try_inspect(name).await? else {
+        anyhow::bail!(
+            "{name}: no container carries this name; the record is kept in {}",
+            store.dir.display()
+        );
+    };
+    let image_current = apply::image_name_current(engine, &rec.original).await;
+    let spec = plan::spec_from_inspect(&rec.original, image_current);
+    if args.dry_run {
+        rep.result = "dry_run";
+        rep.detail = Some(format!(
+            "would recreate {name} from the saved original spec (image {}, {} env entries)",
+            spec.body.image.clone().unwrap_or_default(),
+            spec.body.env.as_ref().map(|e| e.len()).unwrap_or(0)
+        ));
+        return Ok(rep);
+    }
+    let current_id = current.id.clone().unwrap_or_default();
+    let started = Instant::now();
+    match apply::replace(engine, store, &mut rec, OpKind::Revert, &current_id, spec, gate).await? {
+        Replaced::Done { new_id } => {
+            rep.new_id = Some(new_id);
+            rep.seconds = Some(started.elapsed().as_secs_f64());
+        }
+        Replaced::RolledBack { reason } => {
+            rep.result = "rolled_back";
+            rep.detail = Some(format!(
+                "the original did not come back healthy, instrumented one kept: {reason}"
+            ));
+        }
+    }
+    Ok(rep)
+}
+
+fn print_plan(style: &Style, p: &Plan, to_stdout: bool) {
+    let out = |line: String| {
+        if to_stdout {
+            println!("{line}")
+        } else {
+            eprintln!("{line}")
+        }
+    };
+    if let Some(a) = &p.agent {
+        out(format!(
+            "{} {}: {} agent from {} (volume {} → {} read-only); runtime from {}",
+            style.paint(Paint::Bold, "plan"),
+            p.container,
+            a.runtime,
+            a.image,
+            a.volume,
+            a.mount,
+            p.runtime_source
+        ));
+    }
+    for c in &p.env {
+        match &c.before {
+            None => out(format!("  + {}={}", c.name, c.after)),
+            Some(b) => out(format!("  ~ {}: {} → {}", c.name, b, c.after)),
+        }
+    }
+    for m in &p.mounts_added {
+        out(format!(
+            "  mount: volume {} at {} (read-only)",
+            m.source.clone().unwrap_or_default(),
+            m.target.clone().unwrap_or_default()
+        ));
+    }
+    if !p.ports_added.is_empty() {
+        out(format!("  ports: {}", p.ports_added.join(", ")));
+    }
+    if !p.networks.is_empty() {
+        out(format!(
+            "  networks (connected before start): {}",
+            p.networks.join(", ")
+        ));
+    }
+    for w in &p.warnings {
+        out(format!("  {} {w}", style.paint(Paint::Yellow, "warning:")));
+    }
+}
+
+fn print_report(style: &Style, r: &Report) {
+    if let Some(rec) = &r.recovered {
+        eprintln!("{}: {rec}", r.container);
+    }
+    match r.result {
+        "dry_run" => {
+            if let Some(p) = &r.plan {
+                print_plan(style, p, true);
+                println!("{}: dry run, nothing changed", r.container);
+            } else {
+                println!(
+                    "{}: dry run: {}",
+                    r.container,
+                    r.detail.clone().unwrap_or_default()
+                );
+            }
+        }
+        "injected" => println!(
+            "{}: {} ({} agent; proven in {:.1}s; revert with `obs-inject --revert {}`)",
+            r.container,
+            style.paint(Paint::Green, "instrumented"),
+            r.plan
+                .as_ref()
+                .and_then(|p| p.runtime.clone())
+                .unwrap_or_default(),
+            r.seconds.unwrap_or(0.0),
+            r.container
+        ),
+        "reverted" => println!(
+            "{}: {}{}",
+            r.container,
+            style.paint(Paint::Green, "reverted to the original"),
+            r.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
+        "rolled_back" => println!(
+            "{}: {} — {}",
+            r.container,
+            style.paint(Paint::Red, "rolled back"),
+            r.detail.clone().unwrap_or_default()
+        ),
+        other => println!(
+            "{}: {}: {}",
+            r.container,
+            other.replace('_', " "),
+            r.detail.clone().unwrap_or_default()
+        ),
+    }
 }
