@@ -150,6 +150,7 @@ fn compose_file_passes_the_official_schema() {
             "/tests/fixtures/schemas/compose-spec.json"
         ))
         .unwrap(),
+    )
     .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     for opts in [
