@@ -217,10 +217,36 @@ fn overlay(base: &mut Vec<EnvOp>, over: Vec<EnvOp>) {
     }
 }
 
-fn image_tag(image: &str) -> Option<String> {
+/// `v` with every character a Docker volume name cannot hold replaced by `replacement`.
+pub fn volume_safe(v: &str, replacement: char) -> String {
+    v.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                replacement
+            }
+        })
+        .collect()
+}
+
+/// The tag of an image reference (`repo/name:tag[@digest]`), if it has one.
+pub fn image_tag(image: &str) -> Option<String> {
     let last = image.rsplit('/').next().unwrap_or(image);
     let last = last.split_once('@').map(|(n, _)| n).unwrap_or(last);
     last.split_once(':').map(|(_, t)| t.to_string())
+}
+
+impl AgentSpec {
+    /// Paths in the agent image to copy from (the musl build's when the app uses musl libc
+    /// and the image has one), the first that exists wins.
+    pub fn sources_for(&self, musl: bool) -> &[String] {
+        if musl && !self.musl_sources.is_empty() {
+            &self.musl_sources
+        } else {
+            &self.sources
+        }
+    }
 }
 
 impl Catalog {

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::compose::ComposeProject;
 use super::data::{Data, ResolvedSlo};
-use crate::agents::EnvVars;
 pub use crate::agents::Profile;
+use crate::agents::{EnvVars, image_tag, volume_safe};
 
 /// What init knows about one compose service (from detection, or `--assume`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -339,21 +339,9 @@ pub fn image_version(image: &str) -> String {
             .take(12)
             .collect::<String>()
     } else {
-        let last = image.rsplit('/').next().unwrap_or(image);
-        last.split_once(':')
-            .map(|(_, t)| t.to_string())
-            .unwrap_or_else(|| "latest".into())
+        image_tag(image).unwrap_or_else(|| "latest".into())
     };
-    let v: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let v = volume_safe(&raw, '-');
     if v.is_empty() { "latest".into() } else { v }
 }
 
@@ -664,11 +652,7 @@ pub fn plan(
                 }
             };
             let musl = info.libc.as_deref() == Some("musl");
-            let copy_from = if musl {
-                r.musl_sources.first().unwrap_or(&r.sources[0]).clone()
-            } else {
-                r.sources[0].clone()
-            };
+            let copy_from = r.sources_for(musl)[0].clone();
             if musl && rt == "python" {
                 used_runtimes.insert((rt.clone(), copy_from));
                 // A musl Python app shares the volume layout but needs the musl build; one

@@ -12,7 +12,7 @@ use bollard::models::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::agents::{Catalog, EnvOp, EnvVars, Op, layered_ops};
+use crate::agents::{Catalog, EnvOp, EnvVars, Op, image_tag, layered_ops, volume_safe};
 pub use crate::agents::{EnvChange, Profile, apply_env_ops};
 
 /// Labels obs-stack puts on an instrumented container.
@@ -418,25 +418,8 @@ pub fn agents_in_config(env: &[(String, String)], cmdline: &str) -> Vec<String> 
 /// The Docker volume name for an agent: `obs-agent-<runtime>-<version>` (version from the
 /// image tag when an override image is used).
 pub fn agent_volume_name(runtime: &str, image: &str, default_version: &str) -> String {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    let tag = last
-        .split_once('@')
-        .map(|(n, _)| n)
-        .unwrap_or(last)
-        .split_once(':')
-        .map(|(_, t)| t.to_string());
-    let version = tag.unwrap_or_else(|| default_version.to_string());
-    let clean: String = version
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("obs-agent-{runtime}-{clean}")
+    let version = image_tag(image).unwrap_or_else(|| default_version.to_string());
+    format!("obs-agent-{runtime}-{}", volume_safe(&version, '_'))
 }
 
 fn major_minor(v: &str) -> Option<(u32, u32)> {
@@ -597,11 +580,7 @@ pub fn plan(
     // The agent step.
     let image = opts.agent_image.clone().unwrap_or_else(|| agent.image.clone());
     let volume = agent_volume_name(key, &image, &agent.version);
-    let sources = if musl && !agent.musl_sources.is_empty() {
-        agent.musl_sources.clone()
-    } else {
-        agent.sources.clone()
-    };
+    let sources = agent.sources_for(musl).to_vec();
     let check_file = if musl {
         agent
             .musl_check_file
