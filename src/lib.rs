@@ -3,6 +3,7 @@
 //! Layout: a pure core (signature scoring, injection planning, stack rendering) over plain
 //! data, one narrow Docker edge (`docker`), and the command layer (`cli`, `cmd_*`) that ties
 //! them together and maps errors to exit codes in one place (`exit`).
+pub mod agents;
 pub mod assets;
 pub mod cli;
 pub mod cmd;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bollard::models::{ContainerInspectResponse, MountType};
-use obs_stack::inject::agents::Catalog;
+use obs_stack::agents::Catalog;
 use obs_stack::inject::plan::{
     self, Action, CreateSpec, LABEL_DIGEST, LABEL_INJECTED, Plan, PlanOptions, Profile, RuntimeInfo,
     spec_from_inspect,

@@ -8,11 +8,11 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::agents::{Catalog, runtime_key};
 use crate::cli::GlobalArgs;
 use crate::docker::Engine;
 use crate::exit::Outcome;
 use crate::inject::PYTHON_GUARD;
-use crate::inject::agents::{Catalog, runtime_key};
 use crate::inject::apply::{self, GateOptions, Recovered, Replaced};
 use crate::inject::plan::{
     self, Action, COMPOSE_PROJECT, LABEL_DIGEST, LABEL_INJECTED, Plan, PlanOptions, Profile, RuntimeInfo,

@@ -1,73 +1,18 @@
-//! The data files under `templates/` that drive init (and inject): agent settings per runtime,
-//! per-framework SLO defaults, stack defaults and the PII redaction patterns. Plain serde types;
+//! The data files under `templates/` that drive init: agent settings per runtime (the
+//! [`Catalog`] inject reads too), per-framework SLO defaults, stack defaults and the PII
+//! redaction patterns. Plain serde types;
 //! loaded from the embedded/overlaid [`Assets`](crate::assets::Assets).
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::agents::Catalog;
 use crate::assets::Assets;
 
-pub const AGENTS_FILE: &str = "agents.yaml";
 pub const FRAMEWORKS_FILE: &str = "defaults/frameworks.yaml";
 pub const STACK_FILE: &str = "defaults/stack.yaml";
 pub const REDACTION_FILE: &str = "defaults/redaction.yaml";
-
-/// `templates/agents.yaml`: one source of truth for the env an agent needs.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct AgentsFile {
-    pub version: u32,
-    pub defaults: AgentDefaults,
-    #[serde(default)]
-    pub common: EnvRules,
-    /// Per-variable list separators (OTEL_RESOURCE_ATTRIBUTES ","), else the runtime's.
-    #[serde(default)]
-    pub separators: BTreeMap<String, String>,
-    pub runtimes: BTreeMap<String, Runtime>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct AgentDefaults {
-    pub endpoint: String,
-    pub protocol: String,
-    #[serde(default = "default_export_interval")]
-    pub metric_export_interval: String,
-}
-
-fn default_export_interval() -> String {
-    "15000".to_string()
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct Runtime {
-    pub image: String,
-    pub copy_from: String,
-    #[serde(default)]
-    pub copy_from_musl: Option<String>,
-    pub mount_path: String,
-    pub volume: String,
-    #[serde(default = "default_separator")]
-    pub separator: String,
-    #[serde(default)]
-    pub env: EnvRules,
-}
-
-fn default_separator() -> String {
-    " ".to_string()
-}
-
-/// How each variable combines with what the container already has.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct EnvRules {
-    #[serde(default)]
-    pub prepend: BTreeMap<String, String>,
-    #[serde(default)]
-    pub append: BTreeMap<String, String>,
-    #[serde(default)]
-    pub set_if_unset: BTreeMap<String, String>,
-    #[serde(default)]
-    pub set: BTreeMap<String, String>,
-}
 
 /// One entry of `defaults/frameworks.yaml`; missing fields fall back to the language entry,
 /// then to `default`.
@@ -121,7 +66,7 @@ pub struct Redaction {
 /// Everything init reads from the data files.
 #[derive(Debug, Clone)]
 pub struct Data {
-    pub agents: AgentsFile,
+    pub agents: Catalog,
     pub frameworks: BTreeMap<String, SloDefaults>,
     pub stack: StackFile,
     pub redaction: Redaction,
@@ -137,7 +82,7 @@ fn parse<T: serde::de::DeserializeOwned>(assets: &Assets, path: &str) -> Result<
 impl Data {
     pub fn load(assets: &Assets) -> Result<Data> {
         let data = Data {
-            agents: parse(assets, AGENTS_FILE)?,
+            agents: Catalog::from_assets(assets)?,
             frameworks: parse(assets, FRAMEWORKS_FILE)?,
             stack: parse(assets, STACK_FILE)?,
             redaction: parse(assets, REDACTION_FILE)?,

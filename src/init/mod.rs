@@ -4,7 +4,6 @@
 //! ([`manifest`]). No Docker and no writes here; `cmd::init` does the I/O.
 pub mod compose;
 pub mod data;
-pub mod env;
 pub mod manifest;
 pub mod plan;
 pub mod render;

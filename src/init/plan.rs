@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::compose::ComposeProject;
 use super::data::{Data, ResolvedSlo};
-use super::env::{EnvVars, agent_env};
+pub use crate::agents::Profile;
+use crate::agents::{EnvVars, image_tag, volume_safe};
 
 /// What init knows about one compose service (from detection, or `--assume`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,22 +69,6 @@ impl ServiceInfo {
             }
         }
         Ok(s)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Profile {
-    Dev,
-    Prod,
-}
-
-impl Profile {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Dev => "dev",
-            Profile::Prod => "prod",
-        }
     }
 }
 
@@ -354,21 +339,9 @@ pub fn image_version(image: &str) -> String {
             .take(12)
             .collect::<String>()
     } else {
-        let last = image.rsplit('/').next().unwrap_or(image);
-        last.split_once(':')
-            .map(|(_, t)| t.to_string())
-            .unwrap_or_else(|| "latest".into())
+        image_tag(image).unwrap_or_else(|| "latest".into())
     };
-    let v: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let v = volume_safe(&raw, '-');
     if v.is_empty() { "latest".into() } else { v }
 }
 
@@ -486,7 +459,7 @@ pub fn plan(
         ("alert_for_slow".into(), prof.alert_for_slow.clone()),
         (
             "metric_export_interval".into(),
-            data.agents.defaults.metric_export_interval.clone(),
+            data.agents.metric_export_interval.clone(),
         ),
         (
             "group_wait".into(),
@@ -648,22 +621,24 @@ pub fn plan(
                     opts.ports.get("otlp_http").copied().unwrap_or(4318)
                 )
             } else {
-                data.agents.defaults.endpoint.clone()
+                data.agents.endpoint.clone()
             };
             let mut existing = existing_env.get(&svc.name).cloned().unwrap_or_default();
             existing.extend(svc.environment.clone());
             let vars = EnvVars {
+                mount: r.mount.clone(),
                 service_name: svc.name.clone(),
                 endpoint,
                 sampler_arg: fmt_num(slo.sampling),
                 resource_attributes: format!("deployment.environment.name={profile}"),
                 metric_export_interval: settings["metric_export_interval"].clone(),
+                python_abi: r.python_abi.clone().unwrap_or_default(),
             };
-            let env = agent_env(&data.agents, &rt, &existing, &vars);
+            let env = data.agents.compose_env(r, &existing, &vars);
             app.env = env.into_iter().map(|(k, v)| (k, escape_compose(&v))).collect();
             app.agent_service = Some(format!("otel-agent-{rt}"));
             app.agent_volume = Some(r.volume.clone());
-            app.mount_path = Some(r.mount_path.clone());
+            app.mount_path = Some(r.mount.clone());
             app.networks = match svc.network_mode.as_deref() {
                 Some(_) => Vec::new(),
                 None => {
@@ -677,11 +652,7 @@ pub fn plan(
                 }
             };
             let musl = info.libc.as_deref() == Some("musl");
-            let copy_from = if musl {
-                r.copy_from_musl.clone().unwrap_or_else(|| r.copy_from.clone())
-            } else {
-                r.copy_from.clone()
-            };
+            let copy_from = r.sources_for(musl)[0].clone();
             if musl && rt == "python" {
                 used_runtimes.insert((rt.clone(), copy_from));
                 // A musl Python app shares the volume layout but needs the musl build; one
@@ -699,7 +670,7 @@ pub fn plan(
     let mut agents = Vec::new();
     for (rt, copy_from) in &used_runtimes {
         let r = &data.agents.runtimes[rt];
-        let musl = r.copy_from_musl.as_deref() == Some(copy_from.as_str()) && rt == "python";
+        let musl = r.musl_sources.first() == Some(copy_from) && rt == "python";
         let image = images[&format!("agent-{rt}")].clone();
         let version = image_version(&image);
         agents.push(AgentPlan {
@@ -716,7 +687,7 @@ pub fn plan(
             } else {
                 r.volume.clone()
             },
-            mount_path: r.mount_path.clone(),
+            mount_path: r.mount.clone(),
             copy_from: copy_from.clone(),
         });
     }

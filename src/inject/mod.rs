@@ -1,11 +1,10 @@
 //! `inject`: recreate containers with OpenTelemetry auto-instrumentation, keep the original
-//! until the new one is proven, roll back otherwise, and revert on request.
+//! until the new one is proven, roll back otherwise, and revert on request. The agent catalog
+//! (`templates/agents.yaml`) and env computation are shared with `init`: [`crate::agents`].
 //!
-//! - `agents`: the per-runtime agent catalog (`templates/agents.yaml`, shared with `init`).
 //! - `plan`: the pure planning core (inspect + runtime + options → create spec, env diff).
 //! - `state`: the saved original spec and the crash-safety journal.
 //! - `apply`: the recreate engine (Docker I/O through `crate::docker`).
-pub mod agents;
 pub mod apply;
 pub mod plan;
 pub mod state;

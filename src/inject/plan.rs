@@ -12,7 +12,8 @@ use bollard::models::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::agents::{Catalog, EnvOp, Op};
+use crate::agents::{Catalog, EnvOp, EnvVars, Op, image_tag, layered_ops, volume_safe};
+pub use crate::agents::{EnvChange, Profile, apply_env_ops};
 
 /// Labels obs-stack puts on an instrumented container.
 pub const LABEL_INJECTED: &str = "io.obs-stack.inject";
@@ -21,22 +22,6 @@ pub const LABEL_ORIGINAL_ID: &str = "io.obs-stack.inject.original-id";
 pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 pub const PROMETHEUS_PORT: u16 = 9464;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Profile {
-    Dev,
-    Prod,
-}
-
-impl Profile {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Dev => "dev",
-            Profile::Prod => "prod",
-        }
-    }
-}
 
 /// What is known about the app's runtime (from detect, or from `--runtime`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -100,13 +85,6 @@ pub struct CreateSpec {
     pub start: bool,
     /// The original had a healthcheck (health-gate on `healthy`).
     pub has_healthcheck: bool,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct EnvChange {
-    pub name: String,
-    pub before: Option<String>,
-    pub after: String,
 }
 
 /// The one-shot init step: copy the agent payload from its image into a named volume.
@@ -440,25 +418,8 @@ pub fn agents_in_config(env: &[(String, String)], cmdline: &str) -> Vec<String> 
 /// The Docker volume name for an agent: `obs-agent-<runtime>-<version>` (version from the
 /// image tag when an override image is used).
 pub fn agent_volume_name(runtime: &str, image: &str, default_version: &str) -> String {
-    let last = image.rsplit('/').next().unwrap_or(image);
-    let tag = last
-        .split_once('@')
-        .map(|(n, _)| n)
-        .unwrap_or(last)
-        .split_once(':')
-        .map(|(_, t)| t.to_string());
-    let version = tag.unwrap_or_else(|| default_version.to_string());
-    let clean: String = version
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("obs-agent-{runtime}-{clean}")
+    let version = image_tag(image).unwrap_or_else(|| default_version.to_string());
+    format!("obs-agent-{runtime}-{}", volume_safe(&version, '_'))
 }
 
 fn major_minor(v: &str) -> Option<(u32, u32)> {
@@ -469,90 +430,6 @@ fn major_minor(v: &str) -> Option<(u32, u32)> {
     let major = it.next()?.parse().ok()?;
     let minor = it.next().and_then(|m| m.parse().ok()).unwrap_or(0);
     Some((major, minor))
-}
-
-struct Vars<'a> {
-    mount: &'a str,
-    service_name: &'a str,
-    endpoint: &'a str,
-    sampler_arg: &'a str,
-    metric_export_interval: &'a str,
-    resource_attributes: &'a str,
-    python_abi: &'a str,
-}
-
-fn expand(template: &str, v: &Vars) -> String {
-    template
-        .replace("{mount}", v.mount)
-        .replace("{service_name}", v.service_name)
-        .replace("{endpoint}", v.endpoint)
-        .replace("{sampler_arg}", v.sampler_arg)
-        .replace("{metric_export_interval}", v.metric_export_interval)
-        .replace("{resource_attributes}", v.resource_attributes)
-        .replace("{python_abi}", v.python_abi)
-}
-
-/// Applies env operations to an ordered env, recording what changed. Idempotent: an append or
-/// prepend whose value is already present, or a set-if-unset on a present variable, is a no-op.
-pub fn apply_env_ops(
-    env: &mut Vec<(String, String)>,
-    ops: &[EnvOp],
-    musl: bool,
-    vars: &dyn Fn(&str) -> String,
-) -> Vec<EnvChange> {
-    let mut changes: Vec<EnvChange> = Vec::new();
-    for op in ops {
-        let template = if musl {
-            op.musl_value.as_ref().unwrap_or(&op.value)
-        } else {
-            &op.value
-        };
-        let value = vars(template);
-        if value.is_empty() {
-            continue;
-        }
-        let sep = op.sep.clone().unwrap_or_else(|| " ".into());
-        let pos = env.iter().position(|(k, _)| *k == op.name);
-        let before = pos.map(|p| env[p].1.clone());
-        let after = match (op.op, before.as_deref()) {
-            (Op::Set, Some(cur)) if cur == value => continue,
-            (Op::Set, _) => value,
-            (Op::SetIfUnset, Some(_)) => continue,
-            (Op::SetIfUnset, None) => value,
-            (_, None) | (_, Some("")) => value,
-            (_, Some(cur)) if contains_tokens(cur, &value, &sep) => continue,
-            (Op::Append, Some(cur)) => format!("{cur}{sep}{value}"),
-            (Op::Prepend, Some(cur)) => format!("{value}{sep}{cur}"),
-        };
-        match pos {
-            Some(p) => env[p].1 = after.clone(),
-            None => env.push((op.name.clone(), after.clone())),
-        }
-        // Several ops on one variable (PYTHONPATH) report as one change.
-        if let Some(c) = changes.iter_mut().find(|c| c.name == op.name) {
-            c.after = after;
-        } else {
-            changes.push(EnvChange {
-                name: op.name.clone(),
-                before,
-                after,
-            });
-        }
-    }
-    changes
-}
-
-/// Whether `value`'s `sep`-separated tokens appear, in order and adjacent, in `cur`.
-fn contains_tokens(cur: &str, value: &str, sep: &str) -> bool {
-    let split = |s: &str| -> Vec<String> {
-        if sep.trim().is_empty() {
-            s.split_whitespace().map(str::to_string).collect()
-        } else {
-            s.split(sep).map(str::to_string).collect()
-        }
-    };
-    let (c, v) = (split(cur), split(value));
-    !v.is_empty() && c.windows(v.len()).any(|w| w == v.as_slice())
 }
 
 /// A stable digest of a create spec (labels carrying the digest itself excluded), so a re-run
@@ -614,7 +491,7 @@ pub fn plan(
 
     // Which runtime, and is there an agent for it?
     let language = rt.language.clone().unwrap_or_default().to_ascii_lowercase();
-    let Some(key) = super::agents::runtime_key(&language) else {
+    let Some(key) = crate::agents::runtime_key(&language) else {
         let fb = if language.is_empty() {
             "unknown"
         } else {
@@ -703,11 +580,7 @@ pub fn plan(
     // The agent step.
     let image = opts.agent_image.clone().unwrap_or_else(|| agent.image.clone());
     let volume = agent_volume_name(key, &image, &agent.version);
-    let sources = if musl && !agent.musl_sources.is_empty() {
-        agent.musl_sources.clone()
-    } else {
-        agent.sources.clone()
-    };
+    let sources = agent.sources_for(musl).to_vec();
     let check_file = if musl {
         agent
             .musl_check_file
@@ -748,36 +621,31 @@ pub fn plan(
         attrs.push(format!("service.namespace={p}"));
     }
     let resource_attributes = attrs.join(",");
-    let vars = Vars {
-        mount: &agent.mount,
-        service_name: &service_name,
-        endpoint: &opts.endpoint,
-        sampler_arg: &sampler_arg,
-        metric_export_interval: &metric_export_interval,
-        resource_attributes: &resource_attributes,
-        python_abi: agent.python_abi.as_deref().unwrap_or(""),
+    let vars = EnvVars {
+        mount: agent.mount.clone(),
+        service_name,
+        endpoint: opts.endpoint.clone(),
+        sampler_arg,
+        metric_export_interval,
+        resource_attributes,
+        python_abi: agent.python_abi.clone().unwrap_or_default(),
     };
-    let expand_fn = |t: &str| expand(t, &vars);
-    // Most specific first: for set-if-unset the first value wins (profile over runtime over
-    // common, as init applies them); a common rule the runtime restates is dropped.
-    let mut ops: Vec<EnvOp> = Vec::new();
+    let mut specific: Vec<EnvOp> = Vec::new();
     if let Some(p) = agent.profiles.get(opts.profile.as_str()) {
-        ops.extend(p.env.iter().cloned());
+        specific.extend(p.env.iter().cloned());
     }
-    ops.extend(agent.env.iter().cloned());
+    specific.extend(agent.env.iter().cloned());
     if opts.metrics_prometheus {
-        ops.extend(prometheus_ops());
+        specific.extend(prometheus_ops());
     }
-    let runtime_ops: Vec<(Op, String)> = ops.iter().map(|o| (o.op, o.name.clone())).collect();
     let common = profile
         .map(|p| p.env.clone())
         .unwrap_or_default()
         .into_iter()
-        .chain(catalog.common.env.iter().cloned())
-        .filter(|o| !runtime_ops.contains(&(o.op, o.name.clone())));
-    ops.extend(common);
+        .chain(catalog.common.env.iter().cloned());
+    let ops = layered_ops(specific, common, &agent.separator);
     let mut env = env0.clone();
-    plan.env = apply_env_ops(&mut env, &ops, musl, &expand_fn);
+    plan.env = apply_env_ops(&mut env, &ops, musl, &|t| vars.expand(t));
 
     // The create spec.
     let mut spec = spec_from_inspect(original, opts.image_name_current);
