@@ -348,25 +348,43 @@ impl Catalog {
         Catalog::parse(text)
     }
 
-    /// The variables init sets on a compose service running `agent`: the file's env (common,
-    /// then the runtime's) applied to the service's `baseline` env (image env, then its
-    /// compose `environment`), only those that change.
+    /// The variables init sets on a compose service running `agent` at `profile`: the file's
+    /// env (as for inject, with the agent's own hook) applied to the service's `baseline` env
+    /// (image env, then its compose `environment`), only those that change.
     pub fn compose_env(
         &self,
         agent: &AgentSpec,
+        profile: &str,
         baseline: &BTreeMap<String, String>,
         vars: &EnvVars,
     ) -> BTreeMap<String, String> {
-        let ops = layered_ops(
-            agent.compose_env.clone(),
-            self.common.env.clone(),
-            &agent.separator,
-        );
+        let ops = self.env_ops(agent, &agent.compose_env, Vec::new(), profile);
         let mut env: Vec<(String, String)> = baseline.clone().into_iter().collect();
         apply_env_ops(&mut env, &ops, false, &|t| vars.expand(t))
             .into_iter()
             .map(|c| (c.name, c.after))
             .collect()
+    }
+
+    /// The env operations for `agent` at `profile`, in the one order init and inject both use:
+    /// the runtime's profile operations, its `base` operations and `extra`, then the common
+    /// profile's and the common ones (see `layered_ops`).
+    pub fn env_ops(&self, agent: &AgentSpec, base: &[EnvOp], extra: Vec<EnvOp>, profile: &str) -> Vec<EnvOp> {
+        let mut specific: Vec<EnvOp> = Vec::new();
+        if let Some(p) = agent.profiles.get(profile) {
+            specific.extend(p.env.iter().cloned());
+        }
+        specific.extend(base.iter().cloned());
+        specific.extend(extra);
+        let common = self
+            .common
+            .profiles
+            .get(profile)
+            .map(|p| p.env.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(self.common.env.iter().cloned());
+        layered_ops(specific, common, &agent.separator)
     }
 
     pub fn builtin() -> Result<Catalog> {
@@ -553,7 +571,7 @@ mod tests {
         existing: &BTreeMap<String, String>,
         vars: &EnvVars,
     ) -> BTreeMap<String, String> {
-        c.compose_env(&c.runtimes[runtime], existing, vars)
+        c.compose_env(&c.runtimes[runtime], "dev", existing, vars)
     }
 
     fn vars() -> EnvVars {
@@ -638,5 +656,26 @@ mod tests {
             "-javaagent:/otel-auto-instrumentation-java/javaagent.jar"
         );
         assert_eq!(env["OTEL_RESOURCE_PROVIDERS_AWS_ENABLED"], "false");
+    }
+
+    #[test]
+    fn init_applies_the_same_profile_settings_as_inject() {
+        let c = agents();
+        let py = &c.runtimes["python"];
+        let prod = c.compose_env(py, "prod", &BTreeMap::new(), &vars());
+        let dev = c.compose_env(py, "dev", &BTreeMap::new(), &vars());
+        let inject_prod = c.env_ops(py, &py.env, Vec::new(), "prod");
+        for op in inject_prod
+            .iter()
+            .filter(|o| o.name.starts_with("OTEL_PYTHON_DISABLED"))
+        {
+            assert!(prod.contains_key(&op.name), "prod compose env lacks {}", op.name);
+            assert!(!dev.contains_key(&op.name) || dev[&op.name] != prod[&op.name]);
+        }
+        assert!(
+            inject_prod
+                .iter()
+                .any(|o| o.name == "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+        );
     }
 }

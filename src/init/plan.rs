@@ -634,7 +634,7 @@ pub fn plan(
                 metric_export_interval: settings["metric_export_interval"].clone(),
                 python_abi: r.python_abi.clone().unwrap_or_default(),
             };
-            let env = data.agents.compose_env(r, &existing, &vars);
+            let env = data.agents.compose_env(r, profile, &existing, &vars);
             app.env = env.into_iter().map(|(k, v)| (k, escape_compose(&v))).collect();
             app.agent_service = Some(format!("otel-agent-{rt}"));
             app.agent_volume = Some(r.volume.clone());

@@ -12,7 +12,7 @@ use bollard::models::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::agents::{Catalog, EnvOp, EnvVars, Op, image_tag, layered_ops, volume_safe};
+use crate::agents::{Catalog, EnvOp, EnvVars, Op, image_tag, volume_safe};
 pub use crate::agents::{EnvChange, Profile, apply_env_ops};
 
 /// Labels obs-stack puts on an instrumented container.
@@ -630,20 +630,12 @@ pub fn plan(
         resource_attributes,
         python_abi: agent.python_abi.clone().unwrap_or_default(),
     };
-    let mut specific: Vec<EnvOp> = Vec::new();
-    if let Some(p) = agent.profiles.get(opts.profile.as_str()) {
-        specific.extend(p.env.iter().cloned());
-    }
-    specific.extend(agent.env.iter().cloned());
-    if opts.metrics_prometheus {
-        specific.extend(prometheus_ops());
-    }
-    let common = profile
-        .map(|p| p.env.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(catalog.common.env.iter().cloned());
-    let ops = layered_ops(specific, common, &agent.separator);
+    let extra = if opts.metrics_prometheus {
+        prometheus_ops()
+    } else {
+        Vec::new()
+    };
+    let ops = catalog.env_ops(agent, &agent.env, extra, opts.profile.as_str());
     let mut env = env0.clone();
     plan.env = apply_env_ops(&mut env, &ops, musl, &|t| vars.expand(t));
 
