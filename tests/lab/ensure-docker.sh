@@ -23,20 +23,36 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 }
 
+# A live dockerd with this pid: not gone, not a zombie left by a killed session, and not
+# another program that reused the pid.
+dockerd_alive() {
+  local pid=$1 state
+  [ -r "/proc/$pid/stat" ] || return 1
+  state=$(sed 's/.*) //' "/proc/$pid/stat" | cut -d' ' -f1)
+  [ "$state" != Z ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]
+}
+
+any_dockerd_alive() {
+  local pid
+  for pid in $(pgrep -x dockerd || true); do
+    dockerd_alive "$pid" && return 0
+  done
+  return 1
+}
+
 start_dockerd() {
   local pidfile=/var/run/docker.pid
   if [ -f "$pidfile" ]; then
     local pid
     pid=$(cat "$pidfile" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    if [ -n "$pid" ] && dockerd_alive "$pid"; then
       log "dockerd (pid $pid) is running but not answering yet"
     else
       log "removing stale $pidfile (pid ${pid:-?} is gone)"
       rm -f "$pidfile"
     fi
   fi
-  # containerd may also have left a stale socket behind; dockerd starts its own when needed.
-  if ! pgrep -x dockerd >/dev/null 2>&1; then
+  if ! any_dockerd_alive; then
     mkdir -p /var/log
     log "starting dockerd (log: /var/log/obs-stack-dockerd.log)"
     nohup dockerd >/var/log/obs-stack-dockerd.log 2>&1 &
