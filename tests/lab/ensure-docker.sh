@@ -52,17 +52,29 @@ start_dockerd() {
       rm -f "$pidfile"
     fi
   fi
-  if ! any_dockerd_alive; then
-    mkdir -p /var/log
-    log "starting dockerd (log: /var/log/obs-stack-dockerd.log)"
-    nohup dockerd >/var/log/obs-stack-dockerd.log 2>&1 &
-  fi
-  for _ in $(seq 1 60); do
-    docker_answers && return 0
-    sleep 1
+  local attempt
+  for attempt in 1 2; do
+    if ! any_dockerd_alive; then
+      # containerd managed by a killed dockerd can outlive it for a moment and leave its pid
+      # file behind; a new dockerd then waits on the dying one. Clear what is stale.
+      local cpid
+      cpid=$(cat /var/run/docker/containerd/containerd.pid 2>/dev/null || true)
+      if [ -n "$cpid" ] && ! kill -0 "$cpid" 2>/dev/null; then
+        rm -f /var/run/docker/containerd/containerd.pid
+      fi
+      mkdir -p /var/log
+      log "starting dockerd (log: /var/log/obs-stack-dockerd.log)"
+      nohup dockerd >/var/log/obs-stack-dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 1 60); do
+      docker_answers && return 0
+      any_dockerd_alive || break
+      sleep 1
+    done
+    log "dockerd did not come up (attempt $attempt); last lines of its log:"
+    tail -n 5 /var/log/obs-stack-dockerd.log >&2 || true
+    sleep 3
   done
-  log "dockerd did not answer within 60 s; last lines of its log:"
-  tail -n 20 /var/log/obs-stack-dockerd.log >&2 || true
   exit 3
 }
 
