@@ -20,7 +20,8 @@ struct Lab {
     net: String,
     data: tempfile::TempDir,
     state: tempfile::TempDir,
-    guard: Guard,
+    /// Removes the collector, then the network, when the lab is dropped.
+    _guard: Guard,
 }
 
 impl Lab {
@@ -58,7 +59,7 @@ impl Lab {
             net,
             data,
             state: tempfile::tempdir().unwrap(),
-            guard,
+            _guard: guard,
         }
     }
 
@@ -332,7 +333,7 @@ fn framework_round_trip(fixture: &str, port: u16, extra: &[&str]) {
         std::fs::read_dir(lab.state.path()).unwrap().next().is_none(),
         "record removed after revert"
     );
-    drop(lab.guard);
+    // `app` drops before `lab`, so its container is gone before lab's network is removed.
 }
 
 #[test]

@@ -286,19 +286,7 @@ async fn runtime_info(
     };
     match detected {
         Ok(d) if d.language.is_some() => {
-            // Only agents detect shows evidence for (it has reported one without any).
-            let mut agents: Vec<String> = d
-                .existing_agents
-                .iter()
-                .filter(|a| d.evidence.iter().any(|e| &e.technology == *a))
-                .cloned()
-                .collect();
-            if agents.len() != d.existing_agents.len() {
-                tracing::info!(
-                    "{name}: detect listed agents {:?} without evidence; ignored",
-                    d.existing_agents
-                );
-            }
+            let mut agents = d.existing_agents.clone();
             if ours {
                 // The OpenTelemetry agent detect sees is the one obs-stack put there.
                 agents.retain(|a| a != "opentelemetry");

@@ -238,7 +238,12 @@ pub fn assemble(
             (None, None) => None,
         }
     });
-    let reported: Vec<&Scored> = [infra, fw, get(v.server), lang].into_iter().flatten().collect();
+    // Agents are reported too (existing_agents): their evidence explains that verdict.
+    let reported: Vec<&Scored> = [infra, fw, get(v.server), lang]
+        .into_iter()
+        .flatten()
+        .chain(v.agents.iter().map(|&i| &scored[i]))
+        .collect();
     let mut evidence: Vec<Evidence> = reported
         .iter()
         .flat_map(|s| s.evidence.iter().cloned())
