@@ -116,11 +116,20 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match parse(std::env::args_os().collect()) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let wants_json = args.iter().skip(1).any(|a| a == "--json");
+    let cli = match parse(args) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
             // clap: help/version are successes, usage errors exit 2 (our generic error code).
+            if e.use_stderr() && wants_json {
+                let text = e.render().to_string();
+                let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                exit::print_json_error(exit::ERROR, "usage", message, Some("see --help"));
+                let _ = e.print();
+                return exit::exit(exit::ERROR);
+            }
+            let _ = e.print();
             return exit::exit(if e.use_stderr() { exit::ERROR } else { exit::OK });
         }
     };
@@ -132,12 +141,17 @@ pub fn main() -> ExitCode {
             return exit::exit(exit::ERROR);
         }
     };
+    let g_json = cli.global.json;
     let result = runtime.block_on(run(cli));
     match result {
         Ok(outcome) => exit::exit(outcome.code()),
         Err(err) => {
+            let code = exit::code_for(&err);
             eprintln!("error: {err:#}");
-            exit::exit(exit::code_for(&err))
+            if g_json {
+                exit::report_json(&err, code);
+            }
+            exit::exit(code)
         }
     }
 }

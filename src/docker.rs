@@ -472,6 +472,43 @@ impl Engine {
         Ok(names)
     }
 
+    /// The DNS names a running container answers to on `network` (its name, its network
+    /// aliases and DNS names): what another container on that network can resolve.
+    pub async fn network_dns_names(&self, network: &str) -> Result<Vec<String>, DockerError> {
+        let net = match self
+            .docker
+            .inspect_network(network, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+        {
+            Ok(n) => n,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(self.err(e, None)),
+        };
+        let net_name = net.name.clone().unwrap_or_else(|| network.to_string());
+        let mut names = Vec::new();
+        for id in net.containers.unwrap_or_default().into_keys().take(500) {
+            let Ok(Some(c)) = self.try_inspect(&id).await else {
+                continue;
+            };
+            if let Some(n) = &c.name {
+                names.push(n.trim_start_matches('/').to_string());
+            }
+            if let Some(ep) = c
+                .network_settings
+                .and_then(|ns| ns.networks)
+                .and_then(|mut n| n.remove(&net_name))
+            {
+                names.extend(ep.aliases.unwrap_or_default());
+                names.extend(ep.dns_names.unwrap_or_default());
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Names of the containers (any state) that mount volume `name`.
     pub async fn containers_using_volume(&self, name: &str) -> Result<Vec<String>, DockerError> {
         let mut filters = HashMap::new();

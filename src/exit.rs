@@ -60,6 +60,48 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     ERROR
 }
 
+/// The kind of failure an exit code stands for, as `--json` error objects name it.
+pub fn kind(code: u8) -> &'static str {
+    match code {
+        DOCKER_UNREACHABLE => "docker_unreachable",
+        DOCKER_PERMISSION => "docker_permission",
+        NO_SUCH_CONTAINER => "no_such_container",
+        ROLLED_BACK => "rolled_back",
+        _ => "error",
+    }
+}
+
+/// What to do about an error: a `hint:` line the message carries, else one per exit code.
+pub fn hint_for(message: &str, code: u8) -> Option<String> {
+    if let Some((_, h)) = message.split_once("hint: ") {
+        return Some(h.trim().to_string());
+    }
+    match code {
+        DOCKER_UNREACHABLE => Some("start the Docker engine; `obs-stack doctor` says what is wrong".into()),
+        DOCKER_PERMISSION => {
+            Some("run as root or add your user to the docker group; `obs-stack doctor` checks it".into())
+        }
+        NO_SUCH_CONTAINER => Some("`docker ps -a` lists the containers".into()),
+        _ => None,
+    }
+}
+
+/// `--json`: an error is a JSON object on stdout too (the human text stays on stderr), so a
+/// script never reads an empty stdout: `{"error": {"code", "kind", "message", "hint"}}`.
+pub fn print_json_error(code: u8, kind: &str, message: &str, hint: Option<&str>) {
+    let v = serde_json::json!({
+        "error": {"code": code, "kind": kind, "message": message, "hint": hint}
+    });
+    println!("{v}");
+}
+
+pub fn report_json(err: &anyhow::Error, code: u8) {
+    let message = format!("{err:#}");
+    let hint = hint_for(&message, code);
+    let message = message.split("\n  hint: ").next().unwrap_or_default().trim().to_string();
+    print_json_error(code, kind(code), &message, hint.as_deref());
+}
+
 pub fn exit(code: u8) -> ExitCode {
     ExitCode::from(code)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use futures_util::StreamExt;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
@@ -12,7 +13,6 @@ use crate::agents::{Catalog, runtime_key};
 use crate::cli::GlobalArgs;
 use crate::docker::Engine;
 use crate::exit::Outcome;
-use crate::inject::PYTHON_GUARD;
 use crate::inject::apply::{self, GateOptions, Recovered, Replaced};
 use crate::inject::plan::{
     self, Action, COMPOSE_PROJECT, LABEL_DIGEST, LABEL_INJECTED, Plan, PlanOptions, Profile, RuntimeInfo,
@@ -97,6 +97,24 @@ pub struct InjectOptions {
     pub templates: Option<PathBuf>,
 }
 
+/// How many containers are recreated at once.
+const CONCURRENCY: usize = 4;
+
+/// What every container's run shares.
+struct Ctx<'a> {
+    engine: &'a Engine,
+    store: &'a Store,
+    args: &'a InjectArgs,
+    catalog: &'a Catalog,
+    extra_networks: &'a [String],
+    gate: &'a GateOptions,
+    style: &'a Style,
+    /// Print the plan before acting (one container; with several, the lines would interleave).
+    show_plan: bool,
+    /// One agent volume fill at a time: two runs filling the same volume would race.
+    agent_lock: tokio::sync::Mutex<()>,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     container: String,
@@ -138,6 +156,7 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
     }
     let catalog = Catalog::load(args.opts.templates.as_deref())?;
     let engine = Engine::connect().await?;
+    clean_leftovers(&engine, &style).await;
     let store = Store::default_location();
     let targets = select(&engine, &store, &args).await?;
     if targets.is_empty() {
@@ -156,43 +175,58 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
             .unwrap_or_default();
     }
 
+    // Several containers are recreated concurrently (bounded: each recreate stops an app and
+    // waits out its grace period, which is idle time); agent volumes are filled one at a time.
+    let ctx = Ctx {
+        engine: &engine,
+        store: &store,
+        args: &args,
+        catalog: &catalog,
+        extra_networks: &extra_networks,
+        gate: &gate,
+        style: &style,
+        show_plan: targets.len() == 1,
+        agent_lock: tokio::sync::Mutex::new(()),
+    };
+    let results: Vec<(String, Result<Report>)> = futures_util::stream::iter(targets.iter())
+        .map(|name| {
+            let ctx = &ctx;
+            async move {
+                let r = if ctx.args.revert {
+                    revert_one(ctx.engine, ctx.store, name, ctx.args, ctx.gate).await
+                } else {
+                    inject_one(ctx, name).await
+                };
+                if let Ok(rep) = &r
+                    && !ctx.style.json
+                {
+                    print_report(ctx.style, rep);
+                }
+                (name.clone(), r)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let single = targets.len() == 1;
     let mut reports = Vec::new();
     let mut first_error: Option<anyhow::Error> = None;
-    for name in &targets {
-        let r = if args.revert {
-            revert_one(&engine, &store, name, &args, &gate).await
-        } else {
-            inject_one(
-                &engine,
-                &store,
-                name,
-                &args,
-                &catalog,
-                &extra_networks,
-                &gate,
-                &style,
-            )
-            .await
-        };
+    for (name, r) in results {
         match r {
-            Ok(rep) => {
-                if !style.json {
-                    print_report(&style, &rep);
-                }
-                reports.push(rep);
-            }
+            Ok(rep) => reports.push(rep),
             Err(e) => {
-                if targets.len() == 1 {
+                if single {
                     return Err(e);
                 }
                 eprintln!("error: {name}: {e:#}");
-                let mut rep = Report::new(name, "error");
+                let mut rep = Report::new(&name, "error");
                 rep.detail = Some(format!("{e:#}"));
                 reports.push(rep);
                 first_error.get_or_insert(e);
             }
         }
     }
+    reports.sort_by(|a, b| a.container.cmp(&b.container));
     if style.json {
         print_json(&reports)?;
     }
@@ -204,12 +238,25 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
     }
     let acted = reports
         .iter()
-        .any(|r| matches!(r.result, "injected" | "noop" | "reverted" | "dry_run"));
+        .any(|r| matches!(r.result, "injected" | "noop" | "reverted" | "dry_run" | "infrastructure"));
     Ok(if acted {
         Outcome::Success
     } else {
         Outcome::Negative
     })
+}
+
+/// Removes what an earlier, killed run left (helper containers); a failure here only warns.
+pub async fn clean_leftovers(engine: &Engine, style: &Style) {
+    match apply::clean_stale_helpers(engine).await {
+        Ok(removed) if !removed.is_empty() && !style.quiet => eprintln!(
+            "obs-stack: removed {} helper container(s) an interrupted run left: {}",
+            removed.len(),
+            removed.join(", ")
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cleaning up helper containers: {e:#}"),
+    }
 }
 
 /// The container names to work on.
@@ -224,9 +271,22 @@ async fn select(engine: &Engine, store: &Store, args: &InjectArgs) -> Result<Vec
             None => return Err(crate::docker::DockerError::NoSuchContainer(c.clone()).into()),
         }
     }
-    if args.all && args.revert {
-        names.extend(store.list()?.into_iter().map(|r| r.name));
-    } else if args.all || args.project.is_some() {
+    if args.revert && (args.all || args.project.is_some()) {
+        // Revert selects from the records (the containers inject changed), the same way
+        // inject selects from the live containers: every record, or the project's.
+        for r in store.list()? {
+            let project = r
+                .original
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(COMPOSE_PROJECT));
+            if args.all || project == args.project.as_ref() {
+                names.push(r.name);
+            }
+        }
+    }
+    if args.all || args.project.is_some() {
         let labels: Vec<String> = args
             .project
             .iter()
@@ -285,6 +345,18 @@ async fn runtime_info(
         Err(e) => Err(format!("{e:#}")),
     };
     match detected {
+        Ok(d) if d.kind == crate::detect::Kind::Infrastructure && d.infrastructure.is_some() => RuntimeInfo {
+            source: format!("detect: infrastructure ({:.0}%)", d.confidence * 100.0),
+            infrastructure: Some(
+                [d.infrastructure.clone(), d.infrastructure_version.clone()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            language: d.language,
+            ..Default::default()
+        },
         Ok(d) if d.language.is_some() => {
             let mut agents = d.existing_agents.clone();
             if ours {
@@ -302,6 +374,7 @@ async fn runtime_info(
                 runtime_version: d.runtime_version,
                 libc: d.libc,
                 existing_agents: agents,
+                infrastructure: None,
             }
         }
         other => {
@@ -336,17 +409,17 @@ fn agent_image_for(args: &InjectArgs, runtime: &str) -> Result<Option<String>> {
         .find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty())))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn inject_one(
-    engine: &Engine,
-    store: &Store,
-    name: &str,
-    args: &InjectArgs,
-    catalog: &Catalog,
-    extra_networks: &[String],
-    gate: &GateOptions,
-    style: &Style,
-) -> Result<Report> {
+async fn inject_one(ctx: &Ctx<'_>, name: &str) -> Result<Report> {
+    let Ctx {
+        engine,
+        store,
+        args,
+        catalog,
+        extra_networks,
+        gate,
+        style,
+        ..
+    } = *ctx;
     let mut recovered = None;
     let mut rec = store.load(name)?;
     if let Some(r) = rec.as_mut()
@@ -410,7 +483,33 @@ async fn inject_one(
         extra_networks: extra_networks.to_vec(),
         image_name_current: apply::image_name_current(engine, &original).await,
     };
-    let p = plan::plan(&original, &rt, catalog, &opts, current_digest.as_deref());
+    let mut p = plan::plan(&original, &rt, catalog, &opts, current_digest.as_deref());
+    if let (Action::Inject, Some(spec)) = (&p.action, &p.create) {
+        let mode = spec
+            .body
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.clone())
+            .unwrap_or_default();
+        let mut names = std::collections::BTreeMap::new();
+        for n in spec.networks() {
+            // The default bridge has no embedded DNS: nothing resolves there by name.
+            let found = if n == "bridge" {
+                Vec::new()
+            } else {
+                engine.network_dns_names(&n).await.unwrap_or_default()
+            };
+            names.insert(n, found);
+        }
+        if let Some(w) = plan::endpoint_unresolvable(&args.opts.endpoint, &mode, &names) {
+            p.warnings.push(w);
+        }
+    }
+    if !ctx.show_plan && !style.json && !style.quiet && !args.dry_run {
+        for w in &p.warnings {
+            eprintln!("{name}: {} {w}", style.paint(Paint::Yellow, "warning:"));
+        }
+    }
     let mut rep = Report::new(name, "dry_run");
     rep.recovered = recovered;
     match &p.action {
@@ -426,18 +525,24 @@ async fn inject_one(
             rep.result = "fallback";
             rep.detail = Some(reason.clone());
         }
+        Action::Infrastructure { reason } => {
+            rep.result = "infrastructure";
+            rep.detail = Some(reason.clone());
+        }
         Action::Inject if args.dry_run => {}
         Action::Inject => {
             let (Some(spec), Some(agent)) = (p.create.clone(), p.agent.clone()) else {
                 anyhow::bail!("internal: an inject plan without a create spec");
             };
-            if !style.json && !style.quiet {
+            if !style.json && !style.quiet && ctx.show_plan {
                 print_plan(style, &p, false);
             }
-            let guard = (agent.runtime == "python").then_some(PYTHON_GUARD);
-            apply::prepare_agent(engine, &agent, guard)
-                .await
-                .with_context(|| format!("preparing the {} agent", agent.runtime))?;
+            {
+                let _one_at_a_time = ctx.agent_lock.lock().await;
+                apply::prepare_agent_for(engine, &agent)
+                    .await
+                    .with_context(|| format!("preparing the {} agent", agent.runtime))?;
+            }
             let mut record = match rec {
                 Some(r) if r.status == Status::Injected => r,
                 _ => Record {
@@ -489,6 +594,18 @@ async fn revert_one(
     gate: &GateOptions,
 ) -> Result<Report> {
     let Some(mut rec) = store.load(name)? else {
+        // Reverting twice is not an error: the original is what runs.
+        if let Some(c) = engine.try_inspect(name).await?
+            && !c
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .is_some_and(|l| l.contains_key(LABEL_INJECTED))
+        {
+            let mut rep = Report::new(name, "noop");
+            rep.detail = Some("not instrumented by obs-stack (already reverted?): nothing to revert".into());
+            return Ok(rep);
+        }
         anyhow::bail!(
             "no injection record for {name} in {}: nothing to revert",
             store.dir.display()
@@ -518,6 +635,16 @@ async fn revert_one(
             store.dir.display()
         );
     };
+    let current_id = current.id.clone().unwrap_or_default();
+    if let Some(reason) = not_ours(&rec, &current)
+        && !args.opts.force
+    {
+        anyhow::bail!(
+            "{name}: {reason}; reverting would replace it with the spec saved before the inject \
+             and lose what changed since\n  hint: `obs-inject --revert --force {name}` reverts anyway; \
+             `docker compose up -d` puts back a compose service's own definition"
+        );
+    }
     let image_current = apply::image_name_current(engine, &rec.original).await;
     let spec = plan::spec_from_inspect(&rec.original, image_current);
     if args.dry_run {
@@ -529,7 +656,6 @@ async fn revert_one(
         ));
         return Ok(rep);
     }
-    let current_id = current.id.clone().unwrap_or_default();
     let started = Instant::now();
     match apply::replace(engine, store, &mut rec, OpKind::Revert, &current_id, spec, gate).await? {
         Replaced::Done { new_id } => {
@@ -544,6 +670,22 @@ async fn revert_one(
         }
     }
     Ok(rep)
+}
+
+/// Why the container carrying the name is not the one inject created (None: it is). Compose
+/// (`up` with obs-stack.apps.yml, or a plain `up` after a config change) or a user may have
+/// recreated it since: then the saved original is no longer the way back.
+fn not_ours(rec: &Record, current: &bollard::models::ContainerInspectResponse) -> Option<String> {
+    let id = current.id.clone().unwrap_or_default();
+    let short = |s: &str| s.chars().take(12).collect::<String>();
+    match rec.current_id.as_deref() {
+        Some(ours) if rec.status == Status::Injected && ours != id => Some(format!(
+            "the container is {} but obs-inject created {}: it was recreated since",
+            short(&id),
+            short(ours)
+        )),
+        _ => None,
+    }
 }
 
 fn print_plan(style: &Style, p: &Plan, to_stdout: bool) {

@@ -13,6 +13,12 @@ impl Listen {
     pub fn external(&self) -> bool {
         !self.addr.is_loopback()
     }
+
+    /// Docker's embedded DNS resolver (127.0.0.11 in every container on a user-defined
+    /// network): the engine's socket, not the app's, so not a finding about the app.
+    pub fn docker_dns(&self) -> bool {
+        self.addr == IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11))
+    }
 }
 
 fn parse_addr(hex: &str) -> Option<IpAddr> {
@@ -74,5 +80,13 @@ mod tests {
         assert!(l6[0].external());
         assert_eq!(l6[1].addr, IpAddr::V6(Ipv6Addr::LOCALHOST));
         assert!(parse_listening("garbage\n\0\0\0 : : 0A\n").is_empty());
+    }
+
+    #[test]
+    fn docker_embedded_dns_is_recognised() {
+        let t = "header\n   0: 0B00007F:A1B2 00000000:0000 0A 0\n   1: 0100007F:1F90 00000000:0000 0A 0\n";
+        let l = parse_listening(t);
+        assert!(l[0].docker_dns(), "127.0.0.11 is Docker's resolver");
+        assert!(!l[1].docker_dns(), "127.0.0.1 is the app's");
     }
 }

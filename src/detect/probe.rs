@@ -172,7 +172,11 @@ pub async fn observe_container(
         for f in ["tcp", "tcp6"] {
             if let Ok(t) = std::fs::read_to_string(format!("/proc/{}/net/{f}", h.pid)) {
                 ok = true;
-                all.extend(netproc::parse_listening(&t));
+                all.extend(
+                    netproc::parse_listening(&t)
+                        .into_iter()
+                        .filter(|l| !l.docker_dns()),
+                );
             }
         }
         if ok {

@@ -444,6 +444,13 @@ async fn regular_file(engine: &Engine, container: &str, path: &str) -> Result<bo
     }
 }
 
+/// `prepare_agent` with the payload extras obs-stack adds for the runtime (Python: the guarded
+/// sitecustomize). The one way both inject and init fill an agent volume.
+pub async fn prepare_agent_for(engine: &Engine, step: &AgentStep) -> Result<()> {
+    let guard = (step.runtime == "python").then_some(super::PYTHON_GUARD);
+    prepare_agent(engine, step, guard).await
+}
+
 /// Makes sure the agent volume holds the payload of `step.image` (plus obs-stack's Python guard
 /// and a marker naming the image ID): a one-shot init container copies it, like the Operator's.
 pub async fn prepare_agent(engine: &Engine, step: &AgentStep, guard: Option<&str>) -> Result<()> {
@@ -485,6 +492,46 @@ pub async fn prepare_agent(engine: &Engine, step: &AgentStep, guard: Option<&str
     anyhow::bail!("could not prepare the agent volume {}", step.volume)
 }
 
+/// Label on every helper container obs-stack creates (agent volume fills): `--all` and
+/// `--project` skip them, and the clean-up below finds what a killed run left behind.
+pub const HELPER_LABEL: &str = "io.obs-stack.agent-init";
+
+/// A helper older than this that is not running is a leftover of a killed run (a live run
+/// starts its helper within a second of creating it and removes it when done).
+const HELPER_STALE_SECS: i64 = 120;
+/// A helper still running after this long is stuck (the copy takes seconds).
+const HELPER_STUCK_SECS: i64 = 1800;
+
+/// Removes the helper containers earlier runs left when they were killed (SIGKILL while an
+/// agent volume was being filled). Never touches a helper a concurrent run may still use.
+/// Returns the names removed.
+pub async fn clean_stale_helpers(engine: &Engine) -> Result<Vec<String>> {
+    let now = super::state::now_unix() as i64;
+    let mut removed = Vec::new();
+    for c in engine.list(true, &[HELPER_LABEL.to_string()]).await? {
+        let age = now - c.created.unwrap_or(now);
+        let running = c.state.as_ref().map(|s| s.to_string()).as_deref() == Some("running");
+        let stale = if running {
+            age > HELPER_STUCK_SECS
+        } else {
+            age > HELPER_STALE_SECS
+        };
+        let (Some(id), true) = (c.id.clone(), stale) else {
+            continue;
+        };
+        if engine.remove(&id, true).await.is_ok() {
+            let name = c
+                .names
+                .and_then(|n| n.first().cloned())
+                .unwrap_or(id)
+                .trim_start_matches('/')
+                .to_string();
+            removed.push(name);
+        }
+    }
+    Ok(removed)
+}
+
 async fn create_init(engine: &Engine, step: &AgentStep, source: &str) -> Result<String> {
     let name = format!(
         "obs-agent-init-{}-{}-{}",
@@ -504,10 +551,7 @@ async fn create_init(engine: &Engine, step: &AgentStep, source: &str) -> Result<
             format!("{INIT_MOUNT}/"),
         ]),
         network_disabled: Some(true),
-        labels: Some(HashMap::from([(
-            "io.obs-stack.agent-init".to_string(),
-            step.runtime.clone(),
-        )])),
+        labels: Some(HashMap::from([(HELPER_LABEL.to_string(), step.runtime.clone())])),
         host_config: Some(HostConfig {
             mounts: Some(vec![Mount {
                 target: Some(INIT_MOUNT.into()),

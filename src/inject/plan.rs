@@ -34,6 +34,8 @@ pub struct RuntimeInfo {
     pub existing_agents: Vec<String>,
     /// Where this came from ("--runtime", "detect", …), for the report.
     pub source: String,
+    /// Detect found infrastructure (a database, cache, proxy: "PostgreSQL 15"), not an app.
+    pub infrastructure: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +89,66 @@ pub struct CreateSpec {
     pub has_healthcheck: bool,
 }
 
+impl CreateSpec {
+    /// Every network the container will be on (the primary one and those connected before
+    /// start).
+    pub fn networks(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .body
+            .networking_config
+            .iter()
+            .flat_map(|n| n.endpoints_config.iter().flat_map(|e| e.keys().cloned()))
+            .chain(self.connect.iter().map(|c| c.network.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// The host name in an OTLP endpoint URL (`http://otel-collector:4318` → `otel-collector`).
+pub fn endpoint_host(endpoint: &str) -> Option<String> {
+    let rest = endpoint.split_once("://").map(|(_, r)| r).unwrap_or(endpoint);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?.to_string()
+    } else {
+        authority.split(':').next()?.to_string()
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// Why the endpoint's host will not resolve from the container (None: it will, or it cannot
+/// be known). `dns_names` holds, per network the container will be on, the names other
+/// containers answer to there. An app exporting to a name it cannot resolve fills its logs
+/// with export errors and sends nothing.
+pub fn endpoint_unresolvable(
+    endpoint: &str,
+    network_mode: &str,
+    dns_names: &BTreeMap<String, Vec<String>>,
+) -> Option<String> {
+    let host = endpoint_host(endpoint)?;
+    if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" || host.contains('.') {
+        // An address, or a fully qualified name: resolved by the host's DNS, not Docker's.
+        return None;
+    }
+    if network_mode == "host" || network_mode == "none" || network_mode.starts_with("container:") {
+        return None;
+    }
+    if dns_names.values().any(|names| names.iter().any(|n| n == &host)) {
+        return None;
+    }
+    let nets: Vec<&str> = dns_names.keys().map(String::as_str).collect();
+    Some(format!(
+        "the endpoint {endpoint} will not resolve: no container answers to {host:?} on {} \
+         ({}); start the stack first (or pass --endpoint / --network), or the app's logs fill \
+         with export errors",
+        if nets.len() == 1 { "its network" } else { "its networks" },
+        if nets.is_empty() { "none".to_string() } else { nets.join(", ") }
+    ))
+}
+
 /// The one-shot init step: copy the agent payload from its image into a named volume.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AgentStep {
@@ -114,6 +176,8 @@ pub enum Action {
     Skip { reason: String },
     /// No in-process agent exists for this runtime: what the stack does instead.
     Fallback { reason: String },
+    /// Infrastructure (database, cache, proxy): nothing to instrument, on purpose.
+    Infrastructure { reason: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -489,6 +553,20 @@ pub fn plan(
         p
     };
 
+    if let Some(what) = &rt.infrastructure
+        && !opts.force
+    {
+        return skip(
+            plan,
+            Action::Infrastructure {
+                reason: format!(
+                    "infrastructure ({what}): nothing to instrument; the stack watches it from the \
+                     outside (container metrics and logs)"
+                ),
+            },
+        );
+    }
+
     // Which runtime, and is there an agent for it?
     let language = rt.language.clone().unwrap_or_default().to_ascii_lowercase();
     let Some(key) = crate::agents::runtime_key(&language) else {
@@ -830,5 +908,6 @@ pub fn runtime_from_config(inspect: &ContainerInspectResponse, processes: &[Stri
         libc: None,
         existing_agents: Vec::new(),
         source: "process names".into(),
+        infrastructure: None,
     }
 }
