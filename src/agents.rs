@@ -156,10 +156,8 @@ pub struct AgentSpec {
     pub guard_dir: Option<String>,
     pub min_runtime: Option<String>,
     pub python_abi: Option<String>,
-    /// The env inject applies: the file's `env` with `inject_env` over it.
+    /// The env init and inject apply: the file's `env` with `inject_env` over it.
     pub env: Vec<EnvOp>,
-    /// The file's `env` alone: what init renders into the compose overrides.
-    pub compose_env: Vec<EnvOp>,
     pub profiles: BTreeMap<String, RuntimeProfile>,
 }
 
@@ -259,8 +257,7 @@ impl Catalog {
         let mut runtimes = BTreeMap::new();
         for (key, r) in f.runtimes {
             let sep = Some(r.separator.as_str());
-            let compose_env = ops(&r.env, sep, seps);
-            let mut env = compose_env.clone();
+            let mut env = ops(&r.env, sep, seps);
             overlay(&mut env, ops(&r.inject_env, sep, seps));
             for m in ops(&r.env_musl, sep, seps) {
                 if let Some(e) = env.iter_mut().find(|e| e.op == m.op && e.name == m.name) {
@@ -305,7 +302,6 @@ impl Catalog {
                     min_runtime: r.min_runtime,
                     python_abi: r.python_abi,
                     env,
-                    compose_env,
                     profiles,
                 },
             );
@@ -346,24 +342,6 @@ impl Catalog {
             .get(AGENTS_FILE)
             .ok_or_else(|| anyhow::anyhow!("templates/{AGENTS_FILE} is missing from this build"))?;
         Catalog::parse(text)
-    }
-
-    /// The variables init sets on a compose service running `agent` at `profile`: the file's
-    /// env (as for inject, with the agent's own hook) applied to the service's `baseline` env
-    /// (image env, then its compose `environment`), only those that change.
-    pub fn compose_env(
-        &self,
-        agent: &AgentSpec,
-        profile: &str,
-        baseline: &BTreeMap<String, String>,
-        vars: &EnvVars,
-    ) -> BTreeMap<String, String> {
-        let ops = self.env_ops(agent, &agent.compose_env, Vec::new(), profile);
-        let mut env: Vec<(String, String)> = baseline.clone().into_iter().collect();
-        apply_env_ops(&mut env, &ops, false, &|t| vars.expand(t))
-            .into_iter()
-            .map(|c| (c.name, c.after))
-            .collect()
     }
 
     /// The env operations for `agent` at `profile`, in the one order init and inject both use:
@@ -509,6 +487,128 @@ fn contains_tokens(cur: &str, value: &str, sep: &str) -> bool {
     !v.is_empty() && c.windows(v.len()).any(|w| w == v.as_slice())
 }
 
+/// Who a service is, for every part of obs-stack: init's overrides, inject's recreate, the
+/// generated rules and dashboards and the `serve` backend all key a service by this.
+/// `service.name` is the compose service (else the container name), `service.namespace` the
+/// compose project; the collector's Prometheus exporter turns them into
+/// `job="<namespace>/<name>"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub service: String,
+    pub project: Option<String>,
+}
+
+impl Identity {
+    /// The Prometheus `job` label of the service's metrics.
+    pub fn job(&self) -> String {
+        match &self.project {
+            Some(p) => format!("{p}/{}", self.service),
+            None => self.service.clone(),
+        }
+    }
+
+    /// `OTEL_RESOURCE_ATTRIBUTES` entries obs-stack adds (appended to the user's).
+    pub fn resource_attributes(&self, profile: &str) -> String {
+        let mut attrs = Vec::new();
+        if let Some(p) = &self.project {
+            attrs.push(format!("service.namespace={p}"));
+        }
+        attrs.push(format!("deployment.environment.name={profile}"));
+        attrs.join(",")
+    }
+}
+
+/// Everything that decides a service's agent environment besides the agent itself.
+#[derive(Debug, Clone)]
+pub struct EnvRequest<'a> {
+    pub identity: &'a Identity,
+    pub profile: Profile,
+    pub endpoint: &'a str,
+    /// Trace sampling ratio (init's per-service objective; else the profile's).
+    pub sampler_arg: Option<String>,
+    /// Metric export interval in ms (else the profile's, else the file's default).
+    pub metric_export_interval: Option<String>,
+    /// Extra `OTEL_EXPORTER_OTLP_HEADERS` entries (the backend's ingest key).
+    pub headers: Option<String>,
+    pub musl: bool,
+    pub extra: Vec<EnvOp>,
+}
+
+/// The agent image for a runtime: an explicit choice (`--agent-image python=REF` for inject,
+/// `--image agent-python=REF` for init), else `OBS_STACK_AGENT_IMAGE_<RUNTIME>` (also
+/// `…_NODEJS` for node), else None (agents.yaml's). One rule for init and inject.
+pub fn agent_image_override(runtime: &str, explicit: &[(String, String)]) -> Option<String> {
+    if let Some((_, image)) = explicit.iter().find(|(rt, _)| runtime_key(rt) == Some(runtime)) {
+        return Some(image.clone());
+    }
+    let mut vars = vec![format!("OBS_STACK_AGENT_IMAGE_{}", runtime.to_ascii_uppercase())];
+    if runtime == "node" {
+        vars.push("OBS_STACK_AGENT_IMAGE_NODEJS".into());
+    }
+    vars.iter()
+        .find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty()))
+}
+
+/// The machine-wide volume holding one build of an agent: `obs-agent-<runtime>[-musl]-<tag>`.
+/// Shared by every project and by inject, so it is never owned by a compose project.
+pub fn agent_volume_name(runtime: &str, image: &str, default_version: &str, musl: bool) -> String {
+    let version = image_tag(image).unwrap_or_else(|| default_version.to_string());
+    format!(
+        "obs-agent-{runtime}{}-{}",
+        if musl { "-musl" } else { "" },
+        volume_safe(&version, '_')
+    )
+}
+
+impl Catalog {
+    /// The one computation of a service's agent environment, for init and inject alike:
+    /// applies the runtime's and the common operations at the profile to `env` (the
+    /// container's or the image's plus compose's), returning what changed.
+    pub fn service_env(
+        &self,
+        agent: &AgentSpec,
+        req: &EnvRequest,
+        env: &mut Vec<(String, String)>,
+    ) -> Vec<EnvChange> {
+        let profile = self.common.profiles.get(req.profile.as_str());
+        let sampler_arg = req.sampler_arg.clone().unwrap_or_else(|| {
+            profile.map(|p| p.sampler_arg.clone()).unwrap_or_else(|| {
+                if req.profile == Profile::Prod {
+                    "0.1".into()
+                } else {
+                    "1.0".into()
+                }
+            })
+        });
+        let metric_export_interval = req.metric_export_interval.clone().unwrap_or_else(|| {
+            profile
+                .and_then(|p| p.metric_export_interval.clone())
+                .unwrap_or_else(|| self.metric_export_interval.clone())
+        });
+        let vars = EnvVars {
+            mount: agent.mount.clone(),
+            service_name: req.identity.service.clone(),
+            endpoint: req.endpoint.to_string(),
+            sampler_arg,
+            metric_export_interval,
+            resource_attributes: req.identity.resource_attributes(req.profile.as_str()),
+            python_abi: agent.python_abi.clone().unwrap_or_default(),
+        };
+        let mut extra = req.extra.clone();
+        if let Some(h) = &req.headers {
+            extra.push(EnvOp {
+                name: "OTEL_EXPORTER_OTLP_HEADERS".into(),
+                op: Op::Append,
+                value: h.clone(),
+                sep: Some(",".into()),
+                musl_value: None,
+            });
+        }
+        let ops = self.env_ops(agent, &agent.env, extra, req.profile.as_str());
+        apply_env_ops(env, &ops, req.musl, &|t| vars.expand(t))
+    }
+}
+
 /// The catalog key for a runtime/language name as detect or a user spells it.
 pub fn runtime_key(language: &str) -> Option<&'static str> {
     match language.to_ascii_lowercase().as_str() {
@@ -560,61 +660,141 @@ mod tests {
         assert_eq!(runtime_key("go"), None);
     }
 
-    // init's view: the compose env of a service from its baseline env.
+    // The one env computation both init and inject use.
     fn agents() -> Catalog {
         Catalog::builtin().unwrap()
+    }
+
+    fn web() -> Identity {
+        Identity {
+            service: "web".into(),
+            project: None,
+        }
+    }
+
+    fn env_at(
+        c: &Catalog,
+        runtime: &str,
+        profile: Profile,
+        id: &Identity,
+        existing: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let req = EnvRequest {
+            identity: id,
+            profile,
+            endpoint: "http://otel-collector:4318",
+            sampler_arg: None,
+            metric_export_interval: None,
+            headers: None,
+            musl: false,
+            extra: Vec::new(),
+        };
+        let mut env: Vec<(String, String)> = existing.clone().into_iter().collect();
+        c.service_env(&c.runtimes[runtime], &req, &mut env)
+            .into_iter()
+            .map(|c| (c.name, c.after))
+            .collect()
     }
 
     fn agent_env(
         c: &Catalog,
         runtime: &str,
         existing: &BTreeMap<String, String>,
-        vars: &EnvVars,
     ) -> BTreeMap<String, String> {
-        c.compose_env(&c.runtimes[runtime], "dev", existing, vars)
-    }
-
-    fn vars() -> EnvVars {
-        EnvVars {
-            service_name: "web".into(),
-            endpoint: "http://otel-collector:4318".into(),
-            sampler_arg: "1".into(),
-            resource_attributes: String::new(),
-            metric_export_interval: "15000".into(),
-            ..EnvVars::default()
-        }
+        env_at(c, runtime, Profile::Dev, &web(), existing)
     }
 
     #[test]
-    fn python_pythonpath_is_hook_then_existing_then_root() {
+    fn python_pythonpath_is_guard_then_existing_then_root() {
         let existing = BTreeMap::from([("PYTHONPATH".to_string(), "/app".to_string())]);
-        let env = agent_env(&agents(), "python", &existing, &vars());
+        let env = agent_env(&agents(), "python", &existing);
         assert_eq!(
             env["PYTHONPATH"],
-            "/otel-auto-instrumentation-python/opentelemetry/instrumentation/auto_instrumentation:/app:/otel-auto-instrumentation-python"
+            "/otel-auto-instrumentation-python/obs-stack-guard:/app:/otel-auto-instrumentation-python"
         );
         assert_eq!(env["OTEL_SERVICE_NAME"], "web");
         assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector:4318");
         assert_eq!(env["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
         assert_eq!(env["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
-        assert!(!env.contains_key("OTEL_RESOURCE_ATTRIBUTES"));
+        assert_eq!(env["OTEL_RESOURCE_ATTRIBUTES"], "deployment.environment.name=dev");
+    }
+
+    #[test]
+    fn identity_gives_one_job_and_namespace() {
+        let id = Identity {
+            service: "orders".into(),
+            project: Some("shop".into()),
+        };
+        assert_eq!(id.job(), "shop/orders");
+        assert_eq!(web().job(), "web");
+        let env = env_at(&agents(), "node", Profile::Prod, &id, &BTreeMap::new());
+        assert_eq!(
+            env["OTEL_RESOURCE_ATTRIBUTES"],
+            "service.namespace=shop,deployment.environment.name=prod"
+        );
+        assert_eq!(env["OTEL_SERVICE_NAME"], "orders");
+        assert_eq!(env["OTEL_TRACES_SAMPLER_ARG"], "0.1");
+    }
+
+    #[test]
+    fn ingest_headers_are_appended() {
+        let c = agents();
+        let req = EnvRequest {
+            identity: &web(),
+            profile: Profile::Dev,
+            endpoint: "http://obs-stack:4318",
+            sampler_arg: None,
+            metric_export_interval: None,
+            headers: Some("x-obs-stack-key=abc".into()),
+            musl: false,
+            extra: Vec::new(),
+        };
+        let mut env = vec![("OTEL_EXPORTER_OTLP_HEADERS".to_string(), "x-team=a".to_string())];
+        c.service_env(&c.runtimes["java"], &req, &mut env);
+        let h = env
+            .iter()
+            .find(|(k, _)| k == "OTEL_EXPORTER_OTLP_HEADERS")
+            .unwrap();
+        assert_eq!(h.1, "x-team=a,x-obs-stack-key=abc");
+    }
+
+    #[test]
+    fn agent_images_and_volumes_are_named_once() {
+        let explicit = vec![("nodejs".to_string(), "lab/node:1".to_string())];
+        assert_eq!(
+            agent_image_override("node", &explicit).as_deref(),
+            Some("lab/node:1")
+        );
+        assert_eq!(
+            agent_volume_name(
+                "python",
+                "ghcr.io/x/autoinstrumentation-python:0.65b0",
+                "0",
+                false
+            ),
+            "obs-agent-python-0.65b0"
+        );
+        assert_eq!(
+            agent_volume_name("python", "ghcr.io/x/p:0.65b0", "0", true),
+            "obs-agent-python-musl-0.65b0"
+        );
+        assert_eq!(
+            agent_volume_name("java", "lab/java", "2.31.0", false),
+            "obs-agent-java-2.31.0"
+        );
     }
 
     #[test]
     fn resource_attributes_are_appended_with_commas() {
         let existing = BTreeMap::from([("OTEL_RESOURCE_ATTRIBUTES".to_string(), "team=a".to_string())]);
-        let v = EnvVars {
-            resource_attributes: "deployment.environment.name=dev".into(),
-            ..vars()
-        };
-        let env = agent_env(&agents(), "node", &existing, &v);
+        let env = agent_env(&agents(), "node", &existing);
         assert_eq!(
             env["OTEL_RESOURCE_ATTRIBUTES"],
             "team=a,deployment.environment.name=dev"
         );
         let mut after = existing.clone();
         after.extend(env);
-        assert!(!agent_env(&agents(), "node", &after, &v).contains_key("OTEL_RESOURCE_ATTRIBUTES"));
+        assert!(!agent_env(&agents(), "node", &after).contains_key("OTEL_RESOURCE_ATTRIBUTES"));
     }
 
     #[test]
@@ -625,10 +805,10 @@ mod tests {
                 ("NODE_OPTIONS".to_string(), "--max-old-space-size=256".to_string()),
                 ("JAVA_TOOL_OPTIONS".to_string(), "-Xmx256m".to_string()),
             ]);
-            let first = agent_env(&a, rt, &existing, &vars());
+            let first = agent_env(&a, rt, &existing);
             let mut after = existing.clone();
             after.extend(first.clone());
-            let second = agent_env(&a, rt, &after, &vars());
+            let second = agent_env(&a, rt, &after);
             assert!(second.is_empty(), "{rt}: second pass changed {second:?}");
         }
     }
@@ -640,7 +820,7 @@ mod tests {
             ("NODE_OPTIONS".to_string(), "--max-old-space-size=256".to_string()),
             ("OTEL_TRACES_SAMPLER".to_string(), "always_on".to_string()),
         ]);
-        let env = agent_env(&a, "node", &existing, &vars());
+        let env = agent_env(&a, "node", &existing);
         assert_eq!(
             env["NODE_OPTIONS"],
             "--max-old-space-size=256 --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js"
@@ -650,7 +830,7 @@ mod tests {
             env["OTEL_NODE_RESOURCE_DETECTORS"],
             "env,host,os,process,serviceinstance,container"
         );
-        let env = agent_env(&a, "java", &BTreeMap::new(), &vars());
+        let env = agent_env(&a, "java", &BTreeMap::new());
         assert_eq!(
             env["JAVA_TOOL_OPTIONS"],
             "-javaagent:/otel-auto-instrumentation-java/javaagent.jar"
@@ -659,23 +839,11 @@ mod tests {
     }
 
     #[test]
-    fn init_applies_the_same_profile_settings_as_inject() {
+    fn prod_profile_turns_off_the_noisy_instrumentations() {
         let c = agents();
-        let py = &c.runtimes["python"];
-        let prod = c.compose_env(py, "prod", &BTreeMap::new(), &vars());
-        let dev = c.compose_env(py, "dev", &BTreeMap::new(), &vars());
-        let inject_prod = c.env_ops(py, &py.env, Vec::new(), "prod");
-        for op in inject_prod
-            .iter()
-            .filter(|o| o.name.starts_with("OTEL_PYTHON_DISABLED"))
-        {
-            assert!(prod.contains_key(&op.name), "prod compose env lacks {}", op.name);
-            assert!(!dev.contains_key(&op.name) || dev[&op.name] != prod[&op.name]);
-        }
-        assert!(
-            inject_prod
-                .iter()
-                .any(|o| o.name == "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
-        );
+        let prod = env_at(&c, "python", Profile::Prod, &web(), &BTreeMap::new());
+        let dev = env_at(&c, "python", Profile::Dev, &web(), &BTreeMap::new());
+        assert!(prod.contains_key("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"));
+        assert!(!dev.contains_key("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"));
     }
 }

@@ -124,7 +124,11 @@ pub fn main() -> ExitCode {
             // clap: help/version are successes, usage errors exit 2 (our generic error code).
             if e.use_stderr() && wants_json {
                 let text = e.render().to_string();
-                let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                let message = text
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ");
                 exit::print_json_error(exit::ERROR, "usage", message, Some("see --help"));
                 let _ = e.print();
                 return exit::exit(exit::ERROR);

@@ -98,7 +98,12 @@ pub fn print_json_error(code: u8, kind: &str, message: &str, hint: Option<&str>)
 pub fn report_json(err: &anyhow::Error, code: u8) {
     let message = format!("{err:#}");
     let hint = hint_for(&message, code);
-    let message = message.split("\n  hint: ").next().unwrap_or_default().trim().to_string();
+    let message = message
+        .split("\n  hint: ")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     print_json_error(code, kind(code), &message, hint.as_deref());
 }
 

@@ -147,7 +147,7 @@ fn compose_file_passes_the_official_schema() {
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/schemas/compose-spec.json"
+            "/templates/schemas/compose-spec.json"
         ))
         .unwrap(),
     )

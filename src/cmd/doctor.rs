@@ -191,6 +191,12 @@ async fn engine_check(
     let connected = connected.map_err(|e| crate::doctor::short_error(&e));
     match connected {
         Ok((engine, v)) => {
+            // What an earlier, killed obs-stack run left behind (helper containers) goes now.
+            crate::cmd::inject::clean_leftovers(
+                &engine,
+                &crate::output::Style::new(false, crate::output::ColorChoice::Never, 0, true),
+            )
+            .await;
             let version = v.version.clone().unwrap_or_else(|| "?".into());
             let remote = match kind {
                 HostKind::Unix(_) => String::new(),
@@ -286,8 +292,9 @@ fn user_in_group(gid: u32) -> bool {
     n > 0 && groups[..n as usize].contains(&gid)
 }
 
-/// `docker compose version` (v2 plugin), else `docker-compose version` (standalone).
-async fn compose(timeout: Duration) -> Check {
+/// `docker compose version` (v2 plugin), else `docker-compose version` (standalone): which
+/// compose this machine has, or why `docker compose` failed.
+pub async fn find_compose(timeout: Duration) -> (Option<ComposeFound>, String) {
     let v2 = run_cmd("docker", &["compose", "version"], timeout).await;
     let v2_error = match &v2 {
         Ok(out) => {
@@ -296,7 +303,7 @@ async fn compose(timeout: Duration) -> Check {
                     command: "docker compose".into(),
                     version,
                 };
-                return compose_check(Some(&found), "");
+                return (Some(found), String::new());
             }
             format!("unexpected output {:?}", out.trim())
         }
@@ -309,9 +316,23 @@ async fn compose(timeout: Duration) -> Check {
             command: "docker-compose".into(),
             version,
         };
-        return compose_check(Some(&found), &v2_error);
+        return (Some(found), v2_error);
     }
-    compose_check(None, &v2_error)
+    (None, v2_error)
+}
+
+/// The compose command to print in next steps: the one this machine has.
+pub async fn compose_command() -> String {
+    find_compose(Duration::from_secs(5))
+        .await
+        .0
+        .map(|f| f.command)
+        .unwrap_or_else(|| "docker compose".into())
+}
+
+async fn compose(timeout: Duration) -> Check {
+    let (found, v2_error) = find_compose(timeout).await;
+    compose_check(found.as_ref(), &v2_error)
 }
 
 /// Runs a command with a deadline; stdout on success, a one-line reason otherwise.

@@ -21,9 +21,12 @@ use crate::docker::Engine;
 use crate::exit::Outcome;
 use crate::init::compose::{self, ComposeProject};
 use crate::init::data::Data;
-use crate::init::manifest::{self, Action, MANIFEST_PATH, Manifest};
+use crate::init::manifest::{self, Action, MANIFEST_PATH, Manifest, SavedOptions};
+use crate::init::plan::AgentPlan;
 use crate::init::plan::{self, InitOptions, Profile, ServiceInfo};
 use crate::init::render;
+use crate::inject::apply;
+use crate::inject::plan::AgentStep;
 use crate::output::{Paint, Style};
 
 #[derive(Debug, Clone, Args)]
@@ -38,8 +41,9 @@ pub struct InitArgs {
     pub out: Option<PathBuf>,
     /// dev: 100% trace sampling, short retention, alerts fire fast; prod: 10% sampling,
     /// longer retention, larger limits
-    #[arg(long, value_enum, default_value_t = Profile::Dev)]
-    pub profile: Profile,
+    /// (default: the last run's, else dev)
+    #[arg(long, value_enum)]
+    pub profile: Option<Profile>,
     /// Small single-machine variant: no Loki/log collection, smaller limits and retention
     #[arg(long)]
     pub lite: bool,
@@ -52,6 +56,10 @@ pub struct InitArgs {
     /// Show what would be written; write nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Forget the options the last run recorded (by default a re-run reuses every flag it is
+    /// not given: --disable, --assume, --image, --profile, …)
+    #[arg(long)]
+    pub fresh: bool,
     /// Skip detection for a service: SERVICE=LANGUAGE[:FRAMEWORK], or SERVICE=infra / =none
     #[arg(long, value_name = "SERVICE=LANG[:FW]")]
     pub assume: Vec<String>,
@@ -145,6 +153,10 @@ struct Report<'a> {
     ports: &'a BTreeMap<String, u16>,
     warnings: &'a [String],
     commands: Vec<String>,
+    /// The external agent volumes init filled (or found ready).
+    agent_volumes: Vec<String>,
+    /// The compose project the stack runs as.
+    stack_project: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,18 +167,51 @@ struct ServiceReport<'a> {
     reason: String,
 }
 
+impl InitArgs {
+    fn options(&self) -> SavedOptions {
+        SavedOptions {
+            profile: self.profile.map(|p| p.as_str().to_string()),
+            lite: self.lite,
+            disable: self.disable.clone(),
+            image: self.image.clone(),
+            assume: self.assume.clone(),
+            webhook: self.webhook.clone(),
+            injector: self.injector,
+            debug_output: self.debug_output,
+            slo: self.slo.clone(),
+            latency: self.latency.clone(),
+            set: self.set.clone(),
+        }
+    }
+}
+
 pub async fn run(global: &GlobalArgs, args: InitArgs) -> Result<Outcome> {
     let style = global.style();
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let file = compose::locate(args.file.as_deref(), &cwd)?;
-    let project = compose::load(&file)?;
+    let assets = Assets::load(&TEMPLATES, args.templates.as_deref())?;
+    // The user's file must be a valid Compose file before anything else happens.
+    let project = compose::load(&file, assets.get(COMPOSE_SCHEMA))?;
+    // Detection, the agent volumes and the ports all need the engine: without it, init stops
+    // here (exit 3) rather than write worse files over good ones.
+    let engine = Engine::connect().await?;
     let out_dir = match &args.out {
         Some(d) => std::path::absolute(d).unwrap_or_else(|_| d.clone()),
         None => project.dir.clone(),
     };
-    let assets = Assets::load(&TEMPLATES, args.templates.as_deref())?;
     let data = Data::load(&assets)?;
     let old_manifest = read_manifest(&out_dir)?;
+    // Flags this run does not give are the last run's (recorded in the manifest).
+    let options = if args.fresh {
+        args.options()
+    } else {
+        SavedOptions::merged(&args.options(), &old_manifest.options)
+    };
+    let profile = match options.profile.as_deref() {
+        None | Some("dev") => Profile::Dev,
+        Some("prod") => Profile::Prod,
+        Some(other) => bail!("the recorded profile {other:?} is unknown; pass --profile"),
+    };
     let mut warnings = Vec::new();
     if out_dir != project.dir {
         warnings.push(format!(
@@ -187,7 +232,7 @@ pub async fn run(global: &GlobalArgs, args: InitArgs) -> Result<Outcome> {
             images.insert(name.to_ascii_lowercase().replace('_', "-"), v);
         }
     }
-    images.extend(pairs("image", &args.image)?);
+    images.extend(pairs("image", &options.image)?);
     let mut explicit_ports = BTreeMap::new();
     for (k, v) in pairs("port", &args.port)? {
         let p: u16 = v
@@ -195,7 +240,7 @@ pub async fn run(global: &GlobalArgs, args: InitArgs) -> Result<Outcome> {
             .with_context(|| format!("--port {k}={v}: not a port number"))?;
         explicit_ports.insert(k, p);
     }
-    let assumed: Vec<ServiceInfo> = args
+    let assumed: Vec<ServiceInfo> = options
         .assume
         .iter()
         .map(|s| ServiceInfo::parse_assumption(s))
@@ -212,37 +257,31 @@ pub async fn run(global: &GlobalArgs, args: InitArgs) -> Result<Outcome> {
         None => None,
     };
 
-    // Docker (optional): live containers of the project, the API version, the user network.
-    let engine = if args.static_only {
-        None
-    } else {
-        Engine::connect().await.ok()
-    };
-    if engine.is_none() && !args.static_only {
-        warnings.push("the Docker engine is not reachable: static detection from build contexts only".into());
-    }
-    let facts = gather(engine.as_ref(), &project, &assumed, &mut warnings).await;
+    // Live containers of the project, the API version, the user network.
+    let facts = gather(&engine, &project, &assumed, args.static_only, &mut warnings).await;
 
-    let mut disabled: BTreeSet<String> = args.disable.iter().map(|s| s.trim().to_string()).collect();
+    let mut disabled: BTreeSet<String> = options.disable.iter().map(|s| s.trim().to_string()).collect();
     disabled.retain(|s| !s.is_empty());
     let mut opts = InitOptions {
-        profile: args.profile,
-        lite: args.lite,
+        profile,
+        lite: options.lite,
         disabled,
         images,
         ports: BTreeMap::new(),
-        injector: args.injector,
-        debug_output: args.debug_output,
-        webhook: args.webhook.clone(),
-        settings: pairs("set", &args.set)?.into_iter().collect(),
-        slo: numbers("slo", &args.slo)?,
-        latency: numbers("latency", &args.latency)?,
+        injector: options.injector,
+        debug_output: options.debug_output,
+        webhook: options.webhook.clone(),
+        settings: pairs("set", &options.set)?.into_iter().collect(),
+        slo: numbers("slo", &options.slo)?,
+        latency: numbers("latency", &options.latency)?,
         docker_api_version: facts.api_version.clone().unwrap_or_else(|| "1.44".into()),
         user_network: facts.user_network.clone(),
         collector_components,
+        compose_cmd: crate::cmd::doctor::compose_command().await,
         ..InitOptions::default()
     };
-    // Ports: explicit, else last run's, else the default; moved when taken by someone else.
+    // Ports: explicit, else last run's, else the default; moved when taken by someone else
+    // (only the stack's own containers count as ours).
     let wanted = published_ports(&opts, &data);
     opts.ports = choose_ports(&wanted, &explicit_ports, &old_manifest.ports, &facts.our_ports)?;
 
@@ -252,6 +291,19 @@ pub async fn run(global: &GlobalArgs, args: InitArgs) -> Result<Outcome> {
     let env_rel = format!("{}/.env", p.config_dir);
     files.insert(env_rel.clone(), secrets_env(&out_dir.join(&env_rel))?);
 
+    // The agent volumes the apps mount: filled now, by the same code as inject (once per
+    // agent build, never while a container mounts them), before any file refers to them.
+    let mut volumes = Vec::new();
+    if !args.dry_run {
+        for a in &p.agents {
+            let step = agent_step(&data, a)?;
+            apply::prepare_agent_for(&engine, &step)
+                .await
+                .with_context(|| format!("preparing the agent volume {} from {}", a.volume_name, a.image))?;
+            volumes.push(a.volume_name.clone());
+        }
+    }
+
     // Decide and write.
     let mut reports = Vec::new();
     let mut new_manifest = Manifest {
@@ -259,6 +311,7 @@ pub async fn run(global: &GlobalArgs, args: InitArgs) -> Result<Outcome> {
         generator: format!("obs-stack {}", env!("CARGO_PKG_VERSION")),
         files: old_manifest.files.clone(),
         ports: opts.ports.clone(),
+        options: options.clone(),
     };
     for (rel, content) in &files {
         let path = out_dir.join(rel);
@@ -301,8 +354,8 @@ pub async fn run(global: &GlobalArgs, args: InitArgs) -> Result<Outcome> {
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
     let commands = vec![
-        "docker compose -f obs-stack.yml up -d".to_string(),
-        format!("docker compose -f {compose_name} -f obs-stack.yml -f obs-stack.apps.yml up -d"),
+        format!("{} -p {} -f obs-stack.yml up -d", p.compose_cmd, p.stack_project),
+        format!("{} -f {compose_name} -f obs-stack.apps.yml up -d", p.compose_cmd),
     ];
     let instrumented: BTreeMap<&str, (&bool, &String)> = p
         .apps
@@ -328,14 +381,16 @@ pub async fn run(global: &GlobalArgs, args: InitArgs) -> Result<Outcome> {
         project: &project.name,
         compose_file: file.display().to_string(),
         out_dir: out_dir.display().to_string(),
-        profile: args.profile.as_str(),
-        lite: args.lite,
+        profile: profile.as_str(),
+        lite: options.lite,
         dry_run: args.dry_run,
         services,
         files: reports,
         ports: &p.ports,
         warnings: &warnings,
         commands,
+        agent_volumes: volumes,
+        stack_project: &p.stack_project,
     };
     if style.json {
         crate::output::print_json(&report)?;
@@ -445,11 +500,13 @@ struct Facts {
 }
 
 async fn gather(
-    engine: Option<&Engine>,
+    engine: &Engine,
     project: &ComposeProject,
     assumed: &[ServiceInfo],
+    static_only: bool,
     warnings: &mut Vec<String>,
 ) -> Facts {
+    let engine = Some(engine);
     let mut facts = Facts::default();
     let assumed_names: BTreeSet<&str> = assumed.iter().map(|a| a.name.as_str()).collect();
     facts.detections.extend(assumed.iter().cloned());
@@ -463,17 +520,35 @@ async fn gather(
             Ok(containers) => {
                 for c in containers {
                     let labels = c.labels.clone().unwrap_or_default();
+                    // A stack an older init ran inside the user's project is ours too.
+                    let ours = labels.contains_key("io.obs-stack.component");
                     for p in c.ports.clone().unwrap_or_default() {
-                        if let Some(pp) = p.public_port {
+                        if let (Some(pp), true) = (p.public_port, ours) {
                             facts.our_ports.insert(pp);
                         }
                     }
-                    if let (Some(svc), Some(id)) = (labels.get("com.docker.compose.service"), c.id.clone()) {
+                    if let (Some(svc), Some(id), false) = (
+                        labels.get("com.docker.compose.service"),
+                        c.id.clone(),
+                        ours || static_only,
+                    ) {
                         live.entry(svc.clone()).or_insert(id);
                     }
                 }
             }
             Err(e) => warnings.push(format!("listing the project's containers: {e}")),
+        }
+        // The stack's own project: its published ports stay ours on a re-run.
+        let stack = format!(
+            "com.docker.compose.project={}",
+            plan::stack_project(&project.name)
+        );
+        for c in engine.list(false, &[stack]).await.unwrap_or_default() {
+            for p in c.ports.clone().unwrap_or_default() {
+                if let Some(pp) = p.public_port {
+                    facts.our_ports.insert(pp);
+                }
+            }
         }
         let net = format!("{}_default", project.name);
         let uses_default = project
@@ -589,6 +664,31 @@ mod detect {
             }
         }
     }
+}
+
+/// Where the embedded Compose JSON schema lives among the template assets.
+const COMPOSE_SCHEMA: &str = "schemas/compose-spec.json";
+
+/// The agent volume fill for one planned agent volume, described as inject describes it.
+fn agent_step(data: &Data, a: &AgentPlan) -> Result<AgentStep> {
+    let r = data
+        .agents
+        .runtimes
+        .get(&a.runtime)
+        .with_context(|| format!("agents.yaml has no runtime {}", a.runtime))?;
+    let check_file = match (&r.musl_check_file, a.musl) {
+        (Some(f), true) => f.clone(),
+        _ => r.check_file.clone(),
+    };
+    Ok(AgentStep {
+        runtime: a.runtime.clone(),
+        image: a.image.clone(),
+        volume: a.volume_name.clone(),
+        sources: r.sources_for(a.musl).to_vec(),
+        mount: r.mount.clone(),
+        check_file,
+        guard_dir: r.guard_dir.clone(),
+    })
 }
 
 /// The host ports the enabled services publish, with their defaults.

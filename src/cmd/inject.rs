@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures_util::StreamExt;
 use clap::{Args, ValueEnum};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::agents::{Catalog, runtime_key};
@@ -236,9 +236,12 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
     if let Some(e) = first_error {
         return Err(e.context("some containers failed (see above)"));
     }
-    let acted = reports
-        .iter()
-        .any(|r| matches!(r.result, "injected" | "noop" | "reverted" | "dry_run" | "infrastructure"));
+    let acted = reports.iter().any(|r| {
+        matches!(
+            r.result,
+            "injected" | "noop" | "reverted" | "dry_run" | "infrastructure"
+        )
+    });
     Ok(if acted {
         Outcome::Success
     } else {
@@ -392,21 +395,14 @@ async fn runtime_info(
 }
 
 fn agent_image_for(args: &InjectArgs, runtime: &str) -> Result<Option<String>> {
+    let mut explicit = Vec::new();
     for a in &args.opts.agent_image {
         let Some((rt, image)) = a.split_once('=') else {
             anyhow::bail!("--agent-image wants RUNTIME=IMAGE, got {a:?}");
         };
-        if runtime_key(rt) == Some(runtime) {
-            return Ok(Some(image.to_string()));
-        }
+        explicit.push((rt.to_string(), image.to_string()));
     }
-    let mut vars = vec![format!("OBS_STACK_AGENT_IMAGE_{}", runtime.to_ascii_uppercase())];
-    if runtime == "node" {
-        vars.push("OBS_STACK_AGENT_IMAGE_NODEJS".into());
-    }
-    Ok(vars
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty())))
+    Ok(crate::agents::agent_image_override(runtime, &explicit))
 }
 
 async fn inject_one(ctx: &Ctx<'_>, name: &str) -> Result<Report> {
@@ -482,6 +478,7 @@ async fn inject_one(ctx: &Ctx<'_>, name: &str) -> Result<Report> {
         agent_image,
         extra_networks: extra_networks.to_vec(),
         image_name_current: apply::image_name_current(engine, &original).await,
+        headers: None,
     };
     let mut p = plan::plan(&original, &rt, catalog, &opts, current_digest.as_deref());
     if let (Action::Inject, Some(spec)) = (&p.action, &p.create) {

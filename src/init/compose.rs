@@ -82,20 +82,58 @@ pub fn normalize_project_name(raw: &str) -> String {
         .collect()
 }
 
-pub fn load(file: &Path) -> Result<ComposeProject> {
+pub fn load(file: &Path, schema: Option<&str>) -> Result<ComposeProject> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let dir = abs
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    parse(&text, &abs, &dir)
+    parse_with(&text, &abs, &dir, schema)
+}
+
+/// Checks a compose document against the official Compose JSON schema (embedded from
+/// templates/schemas/compose-spec.json): a typo (`imag:`) or a wrong shape (`ports: 5000`) is
+/// an error before init writes anything, as `docker compose` itself would refuse the file.
+pub fn validate(doc: &Value, schema: &str, file: &Path) -> Result<()> {
+    let schema: serde_json::Value =
+        serde_json::from_str(schema).context("the embedded Compose schema is not JSON")?;
+    let validator = jsonschema::validator_for(&schema)
+        .map_err(|e| anyhow::anyhow!("the embedded Compose schema does not compile: {e}"))?;
+    let instance = serde_json::to_value(doc)
+        .with_context(|| format!("{} cannot be read as JSON data", file.display()))?;
+    let mut problems: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            format!("  {}: {e}", if at.is_empty() { "/".to_string() } else { at })
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    problems.sort();
+    problems.dedup();
+    problems.truncate(10);
+    anyhow::bail!(
+        "{} is not a valid Compose file:\n{}\n  hint: fix it (`docker compose config` shows the same), then run init again",
+        file.display(),
+        problems.join("\n")
+    )
 }
 
 pub fn parse(text: &str, file: &Path, dir: &Path) -> Result<ComposeProject> {
+    parse_with(text, file, dir, None)
+}
+
+/// `parse`, validating against `schema` first when given.
+pub fn parse_with(text: &str, file: &Path, dir: &Path, schema: Option<&str>) -> Result<ComposeProject> {
     let mut doc: Value =
         serde_yaml_ng::from_str(text).with_context(|| format!("{} is not valid YAML", file.display()))?;
     doc.apply_merge().ok();
+    if let Some(schema) = schema {
+        validate(&doc, schema, file)?;
+    }
     let services_v = doc
         .get("services")
         .and_then(Value::as_mapping)

@@ -18,6 +18,47 @@ pub struct Manifest {
     /// Host ports chosen for the published services, reused on the next run.
     #[serde(default)]
     pub ports: BTreeMap<String, u16>,
+    /// The flags of the run that wrote the files, reused by the next run for every flag it
+    /// does not give (`--fresh` forgets them).
+    #[serde(default)]
+    pub options: SavedOptions,
+}
+
+/// init's own flags, as recorded in the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedOptions {
+    pub profile: Option<String>,
+    pub lite: bool,
+    pub disable: Vec<String>,
+    pub image: Vec<String>,
+    pub assume: Vec<String>,
+    pub webhook: Option<String>,
+    pub injector: bool,
+    pub debug_output: bool,
+    pub slo: Vec<String>,
+    pub latency: Vec<String>,
+    pub set: Vec<String>,
+}
+
+impl SavedOptions {
+    /// The options of this run: what it gives, else what the last run recorded.
+    pub fn merged(given: &SavedOptions, saved: &SavedOptions) -> SavedOptions {
+        let pick = |g: &Vec<String>, s: &Vec<String>| if g.is_empty() { s.clone() } else { g.clone() };
+        SavedOptions {
+            profile: given.profile.clone().or_else(|| saved.profile.clone()),
+            lite: given.lite || saved.lite,
+            disable: pick(&given.disable, &saved.disable),
+            image: pick(&given.image, &saved.image),
+            assume: pick(&given.assume, &saved.assume),
+            webhook: given.webhook.clone().or_else(|| saved.webhook.clone()),
+            injector: given.injector || saved.injector,
+            debug_output: given.debug_output || saved.debug_output,
+            slo: pick(&given.slo, &saved.slo),
+            latency: pick(&given.latency, &saved.latency),
+            set: pick(&given.set, &saved.set),
+        }
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -58,6 +99,33 @@ pub fn decide(path: &str, new: &str, on_disk: Option<&[u8]>, manifest: &Manifest
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_options_fill_what_a_run_does_not_give() {
+        let saved = SavedOptions {
+            profile: Some("prod".into()),
+            disable: vec!["grafana".into()],
+            lite: true,
+            ..Default::default()
+        };
+        let given = SavedOptions {
+            assume: vec!["web=python".into()],
+            ..Default::default()
+        };
+        let m = SavedOptions::merged(&given, &saved);
+        assert_eq!(m.profile.as_deref(), Some("prod"));
+        assert_eq!(m.disable, vec!["grafana".to_string()]);
+        assert_eq!(m.assume, vec!["web=python".to_string()]);
+        assert!(m.lite);
+        let given = SavedOptions {
+            disable: vec!["loki".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            SavedOptions::merged(&given, &saved).disable,
+            vec!["loki".to_string()]
+        );
+    }
 
     #[test]
     fn decisions() {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::compose::ComposeProject;
 use super::data::{Data, ResolvedSlo};
 pub use crate::agents::Profile;
-use crate::agents::{EnvVars, image_tag, volume_safe};
+use crate::agents::{EnvRequest, Identity, agent_volume_name, image_tag, volume_safe};
 
 /// What init knows about one compose service (from detection, or `--assume`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -109,6 +109,8 @@ pub struct InitOptions {
     /// Directory for the config files, relative to where obs-stack.yml is written.
     pub config_dir: String,
     pub version: String,
+    /// `docker compose` or `docker-compose` for the printed commands.
+    pub compose_cmd: String,
 }
 
 impl Default for InitOptions {
@@ -130,6 +132,7 @@ impl Default for InitOptions {
             collector_components: None,
             config_dir: "obs-stack".into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            compose_cmd: "docker compose".into(),
         }
     }
 }
@@ -146,7 +149,10 @@ pub struct AppPlan {
     pub reason: String,
     /// The variables written into the override, values already `$`-escaped for compose.
     pub env: Vec<(String, String)>,
-    pub agent_service: Option<String>,
+    /// service.name / service.namespace, as inject gives them.
+    pub identity: Identity,
+    /// The Prometheus job of its metrics (`<project>/<service>`): what rules filter on.
+    pub job: String,
     pub agent_volume: Option<String>,
     pub mount_path: Option<String>,
     /// Networks to list in the override (user's, or `default`) plus `obs`; empty when the
@@ -170,18 +176,21 @@ pub struct SloAlerts {
     pub latency_p95: String,
 }
 
+/// One agent volume the apps mount. It is external to every compose project: init fills it
+/// (like inject, once per agent build, never while in use) before compose runs, so no
+/// `down -v` can delete it and no compose service ever writes into it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentPlan {
     pub runtime: String,
-    pub service: String,
     pub image: String,
     /// The compose volume key (what app overrides mount).
     pub volume: String,
-    /// The Docker volume name, `obs-agent-<runtime>-<version>` like `obs-stack inject`'s, so
-    /// both share one copy per agent version (and a new version never mixes with an old one).
+    /// The Docker volume name, `obs-agent-<runtime>[-musl]-<version>` like `obs-stack
+    /// inject`'s ([`agent_volume_name`]): one copy per agent build, shared machine-wide.
     pub volume_name: String,
     pub mount_path: String,
-    pub copy_from: String,
+    /// Holds the musl build of the agent.
+    pub musl: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -200,6 +209,12 @@ pub struct Plan {
     pub docker_api_version: String,
     pub user_network: Option<String>,
     pub webhook: Option<String>,
+    /// The stack's own compose project (`<project>-obs`): never the app's.
+    pub stack_project: String,
+    /// The stack's network, by its fixed name (your services join it from their project).
+    pub obs_network: String,
+    /// `docker compose` or `docker-compose`, whichever this machine has.
+    pub compose_cmd: String,
     pub agents: Vec<AgentPlan>,
     pub apps: Vec<AppPlan>,
     /// Every service of the user's project with what was detected (for the summary/README).
@@ -208,6 +223,12 @@ pub struct Plan {
     /// Collector component type names to write (canonical where the collector has them).
     pub otel: BTreeMap<String, String>,
     pub warnings: Vec<String>,
+}
+
+/// The compose project the stack runs as: the user's project name with `-obs`, so that
+/// compose never mixes the stack's containers with the user's (orphans, `--remove-orphans`).
+pub fn stack_project(project: &str) -> String {
+    format!("{project}-obs")
 }
 
 /// Logical collector components and their type names, newest first. Without a components
@@ -393,6 +414,18 @@ pub fn plan(
     let mut components = BTreeMap::new();
     components.insert("grafana".to_string(), on("grafana"));
     components.insert("tempo".to_string(), on("tempo") && has("otlp_grpc"));
+    if !components["tempo"] {
+        warnings.push(format!(
+            "Tempo is off: traces are not stored, only turned into RED metrics{}; to keep them, \
+             add --debug-output (every span as JSON lines in the otel-debug volume) or send them \
+             to `obs-stack serve`, the embedded trace store",
+            if has("span_metrics") {
+                " (span metrics)"
+            } else {
+                ""
+            }
+        ));
+    }
     components.insert("loki".to_string(), on("loki") && !opts.lite && has("otlp_http"));
     components.insert("alertmanager".to_string(), on("alertmanager"));
     components.insert("injector".to_string(), opts.injector);
@@ -427,7 +460,9 @@ pub fn plan(
 
     let mut images = data.stack.images.clone();
     for (rt, r) in &data.agents.runtimes {
-        images.insert(format!("agent-{rt}"), r.image.clone());
+        // OBS_STACK_AGENT_IMAGE_<RUNTIME>, as for inject; --image agent-<rt>= below wins.
+        let image = crate::agents::agent_image_override(rt, &[]).unwrap_or_else(|| r.image.clone());
+        images.insert(format!("agent-{rt}"), image);
     }
     for (k, v) in &opts.images {
         let key = match k.as_str() {
@@ -512,7 +547,7 @@ pub fn plan(
     let by_name: BTreeMap<&str, &ServiceInfo> = detections.iter().map(|d| (d.name.as_str(), d)).collect();
     let mut apps = Vec::new();
     let mut services = Vec::new();
-    let mut used_runtimes = BTreeSet::new();
+    let mut used_agents: BTreeMap<String, AgentPlan> = BTreeMap::new();
     let stack_names: BTreeSet<&str> = [
         "otel-collector",
         "prometheus",
@@ -605,13 +640,18 @@ pub fn plan(
             instrumented,
             reason,
             env: Vec::new(),
-            agent_service: None,
+            identity: Identity {
+                service: svc.name.clone(),
+                project: Some(project.name.clone()),
+            },
+            job: String::new(),
             agent_volume: None,
             mount_path: None,
             networks: Vec::new(),
             slo,
             alerts,
         };
+        app.job = app.identity.job();
         if instrumented && let Some(rt) = runtime {
             let r = &data.agents.runtimes[&rt];
             let host_mode = svc.network_mode.as_deref() == Some("host");
@@ -625,19 +665,30 @@ pub fn plan(
             };
             let mut existing = existing_env.get(&svc.name).cloned().unwrap_or_default();
             existing.extend(svc.environment.clone());
-            let vars = EnvVars {
-                mount: r.mount.clone(),
-                service_name: svc.name.clone(),
-                endpoint,
-                sampler_arg: fmt_num(slo.sampling),
-                resource_attributes: format!("deployment.environment.name={profile}"),
-                metric_export_interval: settings["metric_export_interval"].clone(),
-                python_abi: r.python_abi.clone().unwrap_or_default(),
+            let musl = info.libc.as_deref() == Some("musl");
+            // The one environment computation inject uses too (crate::agents::service_env).
+            let req = EnvRequest {
+                identity: &app.identity,
+                profile: opts.profile,
+                endpoint: &endpoint,
+                sampler_arg: Some(fmt_num(slo.sampling)),
+                metric_export_interval: Some(settings["metric_export_interval"].clone()),
+                headers: None,
+                musl,
+                extra: Vec::new(),
             };
-            let env = data.agents.compose_env(r, profile, &existing, &vars);
-            app.env = env.into_iter().map(|(k, v)| (k, escape_compose(&v))).collect();
-            app.agent_service = Some(format!("otel-agent-{rt}"));
-            app.agent_volume = Some(r.volume.clone());
+            let mut env: Vec<(String, String)> = existing.into_iter().collect();
+            app.env = data
+                .agents
+                .service_env(r, &req, &mut env)
+                .into_iter()
+                .map(|c| (c.name, escape_compose(&c.after)))
+                .collect();
+            let musl_build = musl && !r.musl_sources.is_empty();
+            let image = images[&format!("agent-{rt}")].clone();
+            let volume_name = agent_volume_name(&rt, &image, &r.version, musl_build);
+            let key = format!("{}{}", r.volume, if musl_build { "-musl" } else { "" });
+            app.agent_volume = Some(key.clone());
             app.mount_path = Some(r.mount.clone());
             app.networks = match svc.network_mode.as_deref() {
                 Some(_) => Vec::new(),
@@ -651,46 +702,22 @@ pub fn plan(
                     n
                 }
             };
-            let musl = info.libc.as_deref() == Some("musl");
-            let copy_from = r.sources_for(musl)[0].clone();
-            if musl && rt == "python" {
-                used_runtimes.insert((rt.clone(), copy_from));
-                // A musl Python app shares the volume layout but needs the musl build; one
-                // volume holds one build, so the musl variant gets its own service+volume.
-                app.agent_service = Some("otel-agent-python-musl".into());
-                app.agent_volume = Some(format!("{}-musl", r.volume));
-            } else {
-                used_runtimes.insert((rt.clone(), copy_from));
-            }
+            used_agents.insert(
+                key.clone(),
+                AgentPlan {
+                    runtime: rt.clone(),
+                    image,
+                    volume: key,
+                    volume_name,
+                    mount_path: r.mount.clone(),
+                    musl: musl_build,
+                },
+            );
             app.runtime = Some(rt);
         }
         apps.push(app);
     }
-
-    let mut agents = Vec::new();
-    for (rt, copy_from) in &used_runtimes {
-        let r = &data.agents.runtimes[rt];
-        let musl = r.musl_sources.first() == Some(copy_from) && rt == "python";
-        let image = images[&format!("agent-{rt}")].clone();
-        let version = image_version(&image);
-        agents.push(AgentPlan {
-            runtime: rt.clone(),
-            service: if musl {
-                format!("otel-agent-{rt}-musl")
-            } else {
-                format!("otel-agent-{rt}")
-            },
-            volume_name: format!("obs-agent-{rt}{}-{version}", if musl { "-musl" } else { "" }),
-            image,
-            volume: if musl {
-                format!("{}-musl", r.volume)
-            } else {
-                r.volume.clone()
-            },
-            mount_path: r.mount.clone(),
-            copy_from: copy_from.clone(),
-        });
-    }
+    let agents: Vec<AgentPlan> = used_agents.into_values().collect();
 
     let mut ports = data.stack.ports.clone();
     ports.extend(opts.ports.clone());
@@ -716,6 +743,9 @@ pub fn plan(
         docker_api_version: opts.docker_api_version.clone(),
         user_network: opts.user_network.clone(),
         webhook: opts.webhook.clone(),
+        stack_project: stack_project(&project.name),
+        obs_network: format!("{}_obs", stack_project(&project.name)),
+        compose_cmd: opts.compose_cmd.clone(),
         agents,
         apps,
         services,

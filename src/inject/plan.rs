@@ -12,7 +12,8 @@ use bollard::models::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::agents::{Catalog, EnvOp, EnvVars, Op, image_tag, volume_safe};
+pub use crate::agents::agent_volume_name;
+use crate::agents::{Catalog, EnvOp, EnvRequest, Identity, Op};
 pub use crate::agents::{EnvChange, Profile, apply_env_ops};
 
 /// Labels obs-stack puts on an instrumented container.
@@ -52,6 +53,8 @@ pub struct PlanOptions {
     /// Whether `Config.Image` (the name the container was created from) still resolves to
     /// the image the container runs; if not, the new container is created from the image ID.
     pub image_name_current: bool,
+    /// `OTEL_EXPORTER_OTLP_HEADERS` entries to add (the `serve` backend's ingest key).
+    pub headers: Option<String>,
 }
 
 impl Default for PlanOptions {
@@ -60,6 +63,7 @@ impl Default for PlanOptions {
             endpoint: "http://otel-collector:4318".into(),
             profile: Profile::Dev,
             service_name: None,
+            headers: None,
             metrics_prometheus: false,
             force: false,
             agent_image: None,
@@ -144,8 +148,16 @@ pub fn endpoint_unresolvable(
         "the endpoint {endpoint} will not resolve: no container answers to {host:?} on {} \
          ({}); start the stack first (or pass --endpoint / --network), or the app's logs fill \
          with export errors",
-        if nets.len() == 1 { "its network" } else { "its networks" },
-        if nets.is_empty() { "none".to_string() } else { nets.join(", ") }
+        if nets.len() == 1 {
+            "its network"
+        } else {
+            "its networks"
+        },
+        if nets.is_empty() {
+            "none".to_string()
+        } else {
+            nets.join(", ")
+        }
     ))
 }
 
@@ -196,6 +208,8 @@ pub struct Plan {
     /// The container to create (None unless action is Inject).
     pub create: Option<CreateSpec>,
     pub digest: Option<String>,
+    /// The service's identity (job, namespace), the same init gives it.
+    pub identity: Option<Identity>,
 }
 
 /// The container's name without Docker's leading slash.
@@ -481,11 +495,6 @@ pub fn agents_in_config(env: &[(String, String)], cmdline: &str) -> Vec<String> 
 
 /// The Docker volume name for an agent: `obs-agent-<runtime>-<version>` (version from the
 /// image tag when an override image is used).
-pub fn agent_volume_name(runtime: &str, image: &str, default_version: &str) -> String {
-    let version = image_tag(image).unwrap_or_else(|| default_version.to_string());
-    format!("obs-agent-{runtime}-{}", volume_safe(&version, '_'))
-}
-
 fn major_minor(v: &str) -> Option<(u32, u32)> {
     let mut it = v
         .trim()
@@ -547,6 +556,7 @@ pub fn plan(
         warnings: Vec::new(),
         create: None,
         digest: None,
+        identity: None,
     };
     let skip = |mut p: Plan, a: Action| {
         p.action = a;
@@ -657,7 +667,8 @@ pub fn plan(
 
     // The agent step.
     let image = opts.agent_image.clone().unwrap_or_else(|| agent.image.clone());
-    let volume = agent_volume_name(key, &image, &agent.version);
+    let musl_build = musl && !agent.musl_sources.is_empty();
+    let volume = agent_volume_name(key, &image, &agent.version, musl_build);
     let sources = agent.sources_for(musl).to_vec();
     let check_file = if musl {
         agent
@@ -677,45 +688,32 @@ pub fn plan(
         guard_dir: agent.guard_dir.clone(),
     });
 
-    // The env.
-    let service_name = opts
-        .service_name
-        .clone()
-        .or_else(|| labels.get(COMPOSE_SERVICE).cloned())
-        .unwrap_or_else(|| name.clone());
-    let profile = catalog.common.profiles.get(opts.profile.as_str());
-    let sampler_arg = profile.map(|p| p.sampler_arg.clone()).unwrap_or_else(|| {
-        if opts.profile == Profile::Prod {
-            "0.1".into()
+    // The env: the one computation init uses too (crate::agents::Catalog::service_env).
+    let identity = Identity {
+        service: opts
+            .service_name
+            .clone()
+            .or_else(|| labels.get(COMPOSE_SERVICE).cloned())
+            .unwrap_or_else(|| name.clone()),
+        project: labels.get(COMPOSE_PROJECT).cloned(),
+    };
+    let req = EnvRequest {
+        identity: &identity,
+        profile: opts.profile,
+        endpoint: &opts.endpoint,
+        sampler_arg: None,
+        metric_export_interval: None,
+        headers: opts.headers.clone(),
+        musl,
+        extra: if opts.metrics_prometheus {
+            prometheus_ops()
         } else {
-            "1.0".into()
-        }
-    });
-    let metric_export_interval = profile
-        .and_then(|p| p.metric_export_interval.clone())
-        .unwrap_or_else(|| catalog.metric_export_interval.clone());
-    let mut attrs = vec![format!("container.name={name}")];
-    if let Some(p) = labels.get(COMPOSE_PROJECT) {
-        attrs.push(format!("service.namespace={p}"));
-    }
-    let resource_attributes = attrs.join(",");
-    let vars = EnvVars {
-        mount: agent.mount.clone(),
-        service_name,
-        endpoint: opts.endpoint.clone(),
-        sampler_arg,
-        metric_export_interval,
-        resource_attributes,
-        python_abi: agent.python_abi.clone().unwrap_or_default(),
+            Vec::new()
+        },
     };
-    let extra = if opts.metrics_prometheus {
-        prometheus_ops()
-    } else {
-        Vec::new()
-    };
-    let ops = catalog.env_ops(agent, &agent.env, extra, opts.profile.as_str());
     let mut env = env0.clone();
-    plan.env = apply_env_ops(&mut env, &ops, musl, &|t| vars.expand(t));
+    plan.env = catalog.service_env(agent, &req, &mut env);
+    plan.identity = Some(identity);
 
     // The create spec.
     let mut spec = spec_from_inspect(original, opts.image_name_current);
