@@ -3,6 +3,8 @@
 //! `amtool check-config`, and the collector binary (`otelcol validate`) when its image exists.
 //! Grafana, Tempo and Loki cannot run in the lab: their files are checked structurally
 //! (parse + the keys they need), and this test says so.
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
@@ -252,7 +254,7 @@ fn app_overrides_carry_the_agent_env() {
     assert_eq!(
         shop["PYTHONPATH"].as_str(),
         Some(
-            "/otel-auto-instrumentation-python/opentelemetry/instrumentation/auto_instrumentation:/app:/otel-auto-instrumentation-python"
+            "/otel-auto-instrumentation-python/obs-stack-guard:/app:/otel-auto-instrumentation-python"
         )
     );
     assert_eq!(
@@ -318,11 +320,11 @@ fn docker_compose_accepts_the_files() {
             "-q",
         ]));
         assert!(ok, "docker-compose rejects obs-stack.yml:\n{out}");
+        // The apps override merges into the user's own project (the stack is a project of
+        // its own): no dependency on a service of another project.
         let (ok, out) = run(Command::new("docker-compose").current_dir(dir.path()).args([
             "-f",
             "compose.yaml",
-            "-f",
-            "obs-stack.yml",
             "-f",
             "obs-stack.apps.yml",
             "config",
@@ -335,8 +337,14 @@ fn docker_compose_accepts_the_files() {
             api["depends_on"].get("db").is_some(),
             "user's depends_on lost:\n{out}"
         );
-        assert!(api["depends_on"].get("otel-agent-node").is_some());
+        assert!(api["depends_on"].get("otel-agent-node").is_none());
         assert!(api["networks"].get("front").is_some() && api["networks"].get("obs").is_some());
+        assert_eq!(merged["networks"]["obs"]["external"].as_bool(), Some(true), "{out}");
+        for (name, v) in merged["volumes"].as_mapping().unwrap() {
+            if name.as_str().unwrap().starts_with("otel-agent-") {
+                assert_eq!(v["external"].as_bool(), Some(true), "agent volume {name:?} must be external");
+            }
+        }
         assert!(merged["services"]["billing"]["depends_on"].get("db").is_some());
     }
 }
@@ -574,8 +582,10 @@ fn collector_binary_validates_the_config() {
 
 // ---- the CLI: idempotence, user edits, secrets, dry-run ---------------------------------
 
+/// init itself, against the lab's engine and agent images (it fills the agent volumes).
 fn init_cmd(dir: &Path, extra: &[&str]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_obs-stack"));
+    cmd.envs(common::lab_agent_env());
     cmd.current_dir(dir).args([
         "init",
         "--static",
@@ -610,6 +620,9 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn cli_is_idempotent_and_keeps_user_edits() {
+    if !common::docker_tests_enabled("cli_is_idempotent_and_keeps_user_edits") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("compose.yaml"), PROJECT).unwrap();
     let user_file = std::fs::read(dir.path().join("compose.yaml")).unwrap();
@@ -690,6 +703,9 @@ fn cli_is_idempotent_and_keeps_user_edits() {
 
 #[test]
 fn cli_rejects_bad_input_with_exit_code_2() {
+    if !common::docker_tests_enabled("cli_rejects_bad_input_with_exit_code_2") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (ok, out) = init_cmd(dir.path(), &[]);
     assert!(!ok && out.contains("no compose file"), "{out}");
@@ -727,6 +743,9 @@ fn cli_rejects_bad_input_with_exit_code_2() {
 
 #[test]
 fn template_overlay_replaces_embedded_files_and_strict_undefined_catches_typos() {
+    if !common::docker_tests_enabled("template_overlay_replaces_embedded_files_and_strict_undefined_catches_typos") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("compose.yaml"), PROJECT).unwrap();
     let overlay = dir.path().join("tpl");

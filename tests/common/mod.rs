@@ -411,3 +411,20 @@ pub fn try_start_fixture(name: &str) -> Result<TestContainer, String> {
 pub fn start_fixture(name: &str) -> TestContainer {
     try_start_fixture(name).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// `OBS_STACK_AGENT_IMAGE_<RUNTIME>` for the lab's agent images (built by
+/// tests/lab/build-agents.sh): init and inject both honour them.
+pub fn lab_agent_env() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (var, repo) in [
+        ("OBS_STACK_AGENT_IMAGE_PYTHON", "obs-lab/autoinstrumentation-python"),
+        ("OBS_STACK_AGENT_IMAGE_NODE", "obs-lab/autoinstrumentation-nodejs"),
+        ("OBS_STACK_AGENT_IMAGE_JAVA", "obs-lab/autoinstrumentation-java"),
+    ] {
+        let o = docker(&["images", repo, "--format", "{{.Tag}}"]);
+        if let Some(tag) = String::from_utf8_lossy(&o.stdout).lines().next() {
+            out.push((var.to_string(), format!("{repo}:{tag}")));
+        }
+    }
+    out
+}
