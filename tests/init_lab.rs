@@ -253,6 +253,13 @@ fn init_brings_up_an_observed_lab_project() {
     )
     .unwrap();
     let name = format!("obsinit{}", std::process::id());
+    // The stack runs as a compose project of its own (`<project>-obs`); declared first so it
+    // is taken down last, after the app containers left its network.
+    let stack = Project {
+        dir: dir.clone(),
+        name: format!("{name}-obs"),
+        files: vec!["obs-stack.yml".into()],
+    };
     let mut project = Project {
         dir: dir.clone(),
         name: name.clone(),
@@ -303,20 +310,46 @@ fn init_brings_up_an_observed_lab_project() {
     eprintln!("init took {:?}\n{out}", t.elapsed());
     assert!(out.contains("docker-compose.yml") || out.contains("obs-stack.yml"));
 
-    // Stack + instrumented services in one go.
-    project.files = vec![
-        "docker-compose.yml".into(),
-        "obs-stack.yml".into(),
-        "obs-stack.apps.yml".into(),
-    ];
+    // init's printed next steps, as printed: the stack in its own project, then the user's
+    // services with the override, in theirs.
+    let report: serde_json::Value = {
+        let (ok, out) = sh(Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+            .current_dir(&dir)
+            .env("COMPOSE_PROJECT_NAME", &name)
+            .args(["--json"])
+            .args(&init_args));
+        assert!(ok, "{out}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let commands: Vec<String> = report["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            format!("docker-compose -p {name}-obs -f obs-stack.yml up -d"),
+            "docker-compose -f docker-compose.yml -f obs-stack.apps.yml up -d".to_string()
+        ]
+    );
+    let (ok, out) = sh(&mut stack.compose(&["up", "-d"]));
+    assert!(ok, "docker-compose up of the stack failed:\n{out}");
+    assert!(!out.contains("orphan"), "compose saw orphans:\n{out}");
+    project.files = vec!["docker-compose.yml".into(), "obs-stack.apps.yml".into()];
     let (ok, out) = sh(&mut project.compose(&["up", "-d"]));
-    assert!(ok, "docker-compose up of the merged files failed:\n{out}");
+    assert!(
+        ok,
+        "docker-compose up of the instrumented services failed:\n{out}"
+    );
+    assert!(!out.contains("orphan"), "compose saw orphans:\n{out}");
     let webhook = TestContainer::run(
         "webhook",
         "obs-lab/fixture-py-flask:latest",
         &[
             "--network",
-            &format!("{name}_obs"),
+            &format!("{name}-obs_obs"),
             "--network-alias",
             "obs-webhook",
             "--entrypoint",
@@ -342,7 +375,7 @@ fn init_brings_up_an_observed_lab_project() {
         .collect();
     assert!(changed.is_empty(), "second init changed files: {changed:?}");
 
-    let prom = project.port("prometheus", 9090);
+    let prom = stack.port("prometheus", 9090);
     wait_for("Prometheus ready", Duration::from_secs(90), || {
         http_get(prom, "/-/ready", Duration::from_secs(2)).filter(|(c, _)| *c == 200)
     });
@@ -390,23 +423,42 @@ fn init_brings_up_an_observed_lab_project() {
     // 1. RED metrics for each app service.
     for svc in ["shop", "api", "billing"] {
         let expr = format!(
-            r#"sum(http_server_request_duration_seconds_count{{job="{svc}"}}) or sum(http_server_duration_milliseconds_count{{job="{svc}"}})"#
+            r#"sum(http_server_request_duration_seconds_count{{job="{name}/{svc}"}}) or sum(http_server_duration_milliseconds_count{{job="{name}/{svc}"}})"#
         );
         wait_for(&format!("RED metrics of {svc}"), Duration::from_secs(180), || {
             query(prom, &expr).ok().filter(|r| !r.is_empty())
         });
         // The error ratio exists as soon as the recording rules have run.
         wait_for(&format!("error ratio of {svc}"), Duration::from_secs(90), || {
-            query(prom, &format!(r#"job:http_error_ratio:rate5m{{job="{svc}"}}"#))
-                .ok()
-                .filter(|r| !r.is_empty())
+            query(
+                prom,
+                &format!(r#"job:http_error_ratio:rate5m{{job="{name}/{svc}"}}"#),
+            )
+            .ok()
+            .filter(|r| !r.is_empty())
         });
     }
     let names = query(
         prom,
-        r#"count by (__name__) ({__name__=~".+", job=~"shop|api|billing"})"#,
+        &format!(r#"count by (__name__) ({{__name__=~".+", job=~"{name}/(shop|api|billing)"}})"#),
     )
     .unwrap();
+    // One identity: one job per service, `<project>/<service>`, the one the rules filter on.
+    let jobs = query(prom, "count by (job) (target_info)").unwrap();
+    let mut jobs: Vec<String> = jobs
+        .iter()
+        .filter_map(|r| r["metric"]["job"].as_str().map(String::from))
+        .filter(|j| j.contains("shop") || j.contains("api") || j.contains("billing"))
+        .collect();
+    jobs.sort();
+    assert_eq!(
+        jobs,
+        [
+            format!("{name}/api"),
+            format!("{name}/billing"),
+            format!("{name}/shop")
+        ]
+    );
     let names: Vec<String> = names
         .iter()
         .filter_map(|r| r["metric"]["__name__"].as_str().map(String::from))
@@ -490,7 +542,7 @@ fn init_brings_up_an_observed_lab_project() {
             .find(|l| {
                 (l.contains("\"alertname\":\"HighErrorRate\"")
                     || l.contains("\"alertname\":\"SLOErrorBudgetBurn\""))
-                    && l.contains("\"job\":\"shop\"")
+                    && l.contains(&format!("\"job\":\"{name}/shop\""))
                     && l.contains("\"status\":\"firing\"")
             })
             .map(String::from)
@@ -499,7 +551,7 @@ fn init_brings_up_an_observed_lab_project() {
 
     // 4. PII arrives redacted in the collector's output (file exporter in the debug volume).
     let collector = {
-        let (ok, out) = sh(&mut project.compose(&["ps", "-q", "otel-collector"]));
+        let (ok, out) = sh(&mut stack.compose(&["ps", "-q", "otel-collector"]));
         assert!(ok, "{out}");
         out.trim().to_string()
     };
@@ -535,6 +587,6 @@ fn init_brings_up_an_observed_lab_project() {
 
     stop.store(true, Ordering::Relaxed);
     let _ = traffic.join();
-    eprintln!("collector log tail:\n{}", project.logs("otel-collector"));
+    eprintln!("collector log tail:\n{}", stack.logs("otel-collector"));
     eprintln!("end-to-end took {:?}", started.elapsed());
 }

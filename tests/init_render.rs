@@ -253,9 +253,7 @@ fn app_overrides_carry_the_agent_env() {
     assert_eq!(shop["OTEL_TRACES_SAMPLER_ARG"].as_str(), Some("1"));
     assert_eq!(
         shop["PYTHONPATH"].as_str(),
-        Some(
-            "/otel-auto-instrumentation-python/obs-stack-guard:/app:/otel-auto-instrumentation-python"
-        )
+        Some("/otel-auto-instrumentation-python/obs-stack-guard:/app:/otel-auto-instrumentation-python")
     );
     assert_eq!(
         s["shop"]["volumes"][0].as_str(),
@@ -339,10 +337,18 @@ fn docker_compose_accepts_the_files() {
         );
         assert!(api["depends_on"].get("otel-agent-node").is_none());
         assert!(api["networks"].get("front").is_some() && api["networks"].get("obs").is_some());
-        assert_eq!(merged["networks"]["obs"]["external"].as_bool(), Some(true), "{out}");
+        assert_eq!(
+            merged["networks"]["obs"]["external"].as_bool(),
+            Some(true),
+            "{out}"
+        );
         for (name, v) in merged["volumes"].as_mapping().unwrap() {
             if name.as_str().unwrap().starts_with("otel-agent-") {
-                assert_eq!(v["external"].as_bool(), Some(true), "agent volume {name:?} must be external");
+                assert_eq!(
+                    v["external"].as_bool(),
+                    Some(true),
+                    "agent volume {name:?} must be external"
+                );
             }
         }
         assert!(merged["services"]["billing"]["depends_on"].get("db").is_some());
@@ -743,7 +749,9 @@ fn cli_rejects_bad_input_with_exit_code_2() {
 
 #[test]
 fn template_overlay_replaces_embedded_files_and_strict_undefined_catches_typos() {
-    if !common::docker_tests_enabled("template_overlay_replaces_embedded_files_and_strict_undefined_catches_typos") {
+    if !common::docker_tests_enabled(
+        "template_overlay_replaces_embedded_files_and_strict_undefined_catches_typos",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -160,6 +160,15 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
     let store = Store::default_location();
     let targets = select(&engine, &store, &args).await?;
     if targets.is_empty() {
+        if args.revert {
+            // Reverting what was already reverted is not an error: the originals run.
+            if style.json {
+                print_json(&Vec::<Report>::new())?;
+            } else if !style.quiet {
+                println!("nothing to revert: no container of this selection is instrumented by obs-stack");
+            }
+            return Ok(Outcome::Success);
+        }
         anyhow::bail!("no containers matched");
     }
     let gate = GateOptions {

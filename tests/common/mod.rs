@@ -417,7 +417,10 @@ pub fn start_fixture(name: &str) -> TestContainer {
 pub fn lab_agent_env() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (var, repo) in [
-        ("OBS_STACK_AGENT_IMAGE_PYTHON", "obs-lab/autoinstrumentation-python"),
+        (
+            "OBS_STACK_AGENT_IMAGE_PYTHON",
+            "obs-lab/autoinstrumentation-python",
+        ),
         ("OBS_STACK_AGENT_IMAGE_NODE", "obs-lab/autoinstrumentation-nodejs"),
         ("OBS_STACK_AGENT_IMAGE_JAVA", "obs-lab/autoinstrumentation-java"),
     ] {
