@@ -54,9 +54,12 @@ default_targets() {
 
 build_target() { # root target -> prints the binary path
   local root=$1 target=$2
-  log "cargo build --release --target $target"
-  (cd "$root" && cargo build --release --locked --quiet --target "$target") >&2 ||
+  local t0=$SECONDS
+  log "cargo build --release --target $target (a cold build takes minutes; cargo's progress follows)"
+  # Not --quiet: cargo's own progress (crate by crate) is the feedback on a long build.
+  (cd "$root" && cargo build --release --locked --target "$target") >&2 ||
     die "cargo build failed for $target"
+  log "built $target in $((SECONDS - t0))s"
   printf '%s\n' "$root/target/$target/release/obs-stack"
 }
 

@@ -785,6 +785,15 @@ mod tests {
     }
 
     #[test]
+    fn no_exemplars_leave_the_agents() {
+        // Exemplars copy raw attributes (url.query) past every redaction processor.
+        for rt in ["python", "node", "java"] {
+            let env = agent_env(&agents(), rt, &BTreeMap::new());
+            assert_eq!(env["OTEL_METRICS_EXEMPLAR_FILTER"], "always_off", "{rt}");
+        }
+    }
+
+    #[test]
     fn resource_attributes_are_appended_with_commas() {
         let existing = BTreeMap::from([("OTEL_RESOURCE_ATTRIBUTES".to_string(), "team=a".to_string())]);
         let env = agent_env(&agents(), "node", &existing);

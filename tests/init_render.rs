@@ -708,6 +708,84 @@ fn cli_is_idempotent_and_keeps_user_edits() {
 }
 
 #[test]
+fn cli_refuses_an_invalid_compose_file_before_anything_else() {
+    // The schema check runs before the engine is asked: no Docker needed.
+    for (bad, why) in [
+        ("services:\n  web:\n    imag: nginx\n", "imag"),
+        ("services:\n  web:\n    image: nginx\n    ports: 5000\n", "ports"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("compose.yaml"), bad).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .args(["init"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{why}: {err}");
+        assert!(
+            err.contains("not a valid Compose file") && err.contains(why),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "{why}: files written"
+        );
+    }
+}
+
+#[test]
+fn cli_reuses_its_own_flags_on_a_rerun() {
+    if !common::docker_tests_enabled("cli_reuses_its_own_flags_on_a_rerun") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), PROJECT).unwrap();
+    let (ok, out) = init_cmd(dir.path(), &["--disable", "grafana,loki", "--profile", "prod"]);
+    assert!(ok, "{out}");
+    let first = snapshot(dir.path());
+    assert!(!String::from_utf8_lossy(&first["obs-stack.yml"]).contains("grafana:"));
+    // Plain re-run: the same files (grafana and loki stay off, prod stays on).
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_obs-stack"));
+    let o = cmd
+        .envs(common::lab_agent_env())
+        .current_dir(dir.path())
+        .args(["init", "--static"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        snapshot(dir.path()),
+        first,
+        "a re-run without flags changed the files"
+    );
+    // --fresh forgets them.
+    let o = Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+        .envs(common::lab_agent_env())
+        .current_dir(dir.path())
+        .args([
+            "init",
+            "--static",
+            "--fresh",
+            "--assume",
+            "shop=python:flask",
+            "--assume",
+            "api=node",
+        ])
+        .args(["--assume", "billing=java", "--assume", "db=infra"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read_to_string(dir.path().join("obs-stack.yml"))
+            .unwrap()
+            .contains("grafana:")
+    );
+}
+
+#[test]
 fn cli_rejects_bad_input_with_exit_code_2() {
     if !common::docker_tests_enabled("cli_rejects_bad_input_with_exit_code_2") {
         return;

@@ -205,7 +205,13 @@ fn inject_then_init_then_stack_down_never_breaks_the_apps() {
     }
     let o = obs(&dir, st, &["inject", &app("db")]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("infrastructure (PostgreSQL"), "{}", text(&o));
+    assert!(
+        text(&o)
+            .to_lowercase()
+            .contains("left alone: infrastructure (postgresql"),
+        "{}",
+        text(&o)
+    );
 
     // Traffic in the background for the rest of the test; any failed request is counted.
     let stop = Arc::new(AtomicBool::new(false));
@@ -409,5 +415,54 @@ fn inject_then_init_then_stack_down_never_breaks_the_apps() {
         state(&app("api")).0,
         compose_id,
         "revert replaced compose's container"
+    );
+}
+
+/// Item 17: a helper container a killed run left (state Created, labelled) is removed by the
+/// next run of doctor or inject; one that is not labelled as ours is never touched.
+#[test]
+fn leftover_helpers_are_cleaned_up() {
+    if !docker_tests_enabled("leftover_helpers_are_cleaned_up") {
+        return;
+    }
+    let mut guard = Guard::new();
+    let ours = unique_name("obs-agent-init-python");
+    let theirs = unique_name("not-ours");
+    guard.container(&ours);
+    guard.container(&theirs);
+    let test_label = format!("{TEST_LABEL}={}", run_id());
+    docker_ok(&[
+        "create",
+        "--name",
+        &ours,
+        "--label",
+        "io.obs-stack.agent-init=python",
+        "--label",
+        &test_label,
+        "obs-lab/base:bookworm",
+        "true",
+    ]);
+    docker_ok(&[
+        "create",
+        "--name",
+        &theirs,
+        "--label",
+        &test_label,
+        "obs-lab/base:bookworm",
+        "true",
+    ]);
+    let o = Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+        .env("OBS_STACK_HELPER_STALE_SECS", "0")
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.code().is_some(), "{}", text(&o));
+    assert!(
+        !docker(&["inspect", &ours]).status.success(),
+        "the leftover helper is still there"
+    );
+    assert!(
+        docker(&["inspect", &theirs]).status.success(),
+        "a container not ours was removed"
     );
 }

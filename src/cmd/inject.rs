@@ -781,6 +781,11 @@ fn print_report(style: &Style, r: &Report) {
             style.paint(Paint::Red, "rolled back"),
             r.detail.clone().unwrap_or_default()
         ),
+        "infrastructure" => println!(
+            "{}: left alone: {}",
+            r.container,
+            r.detail.clone().unwrap_or_default()
+        ),
         other => println!(
             "{}: {}: {}",
             r.container,

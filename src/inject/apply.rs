@@ -507,6 +507,11 @@ const HELPER_STUCK_SECS: i64 = 1800;
 /// Returns the names removed.
 pub async fn clean_stale_helpers(engine: &Engine) -> Result<Vec<String>> {
     let now = super::state::now_unix() as i64;
+    // Test hook: how old a stopped helper must be to count as left behind.
+    let stale_after = std::env::var("OBS_STACK_HELPER_STALE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(HELPER_STALE_SECS);
     let mut removed = Vec::new();
     for c in engine.list(true, &[HELPER_LABEL.to_string()]).await? {
         let age = now - c.created.unwrap_or(now);
@@ -514,7 +519,7 @@ pub async fn clean_stale_helpers(engine: &Engine) -> Result<Vec<String>> {
         let stale = if running {
             age > HELPER_STUCK_SECS
         } else {
-            age > HELPER_STALE_SECS
+            age >= stale_after
         };
         let (Some(id), true) = (c.id.clone(), stale) else {
             continue;
