@@ -783,6 +783,32 @@ fn cli_reuses_its_own_flags_on_a_rerun() {
             .unwrap()
             .contains("grafana:")
     );
+    // Worse output never replaces good: detection now knows nothing about `shop` (no
+    // --assume, no container, no build context): the overrides that instrument it stay.
+    let apps = std::fs::read(dir.path().join("obs-stack.apps.yml")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+        .envs(common::lab_agent_env())
+        .current_dir(dir.path())
+        .args([
+            "init",
+            "--static",
+            "--fresh",
+            "--assume",
+            "api=node",
+            "--assume",
+            "billing=java",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("obs-stack.apps.yml")).unwrap(),
+        apps,
+        "{err}"
+    );
+    assert!(err.contains("detection found nothing for shop"), "{err}");
+    assert!(dir.path().join("obs-stack.apps.yml.new").exists());
 }
 
 #[test]

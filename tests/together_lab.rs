@@ -162,16 +162,21 @@ fn inject_then_init_then_stack_down_never_breaks_the_apps() {
     let app = |svc: &str| format!("{name}_{svc}_1");
     let o = compose(&dir, &name, &["docker-compose.yml"], &["up", "-d"]);
     assert!(o.status.success(), "the project did not start: {}", text(&o));
-    let ports = [
-        (app("shop"), host_port(&app("shop"), 5000)),
-        (app("api"), host_port(&app("api"), 3000)),
-        (app("billing"), host_port(&app("billing"), 8080)),
-    ];
-    for (n, p) in &ports {
-        wait_for(&format!("{n} serving"), Duration::from_secs(120), || {
-            http_get(*p, "/", Duration::from_secs(2)).filter(|(c, _)| *c == 200)
-        });
-    }
+    let published = || {
+        [
+            (app("shop"), host_port(&app("shop"), 5000)),
+            (app("api"), host_port(&app("api"), 3000)),
+            (app("billing"), host_port(&app("billing"), 8080)),
+        ]
+    };
+    let serving = |ports: &[(String, u16)]| {
+        for (n, p) in ports {
+            wait_for(&format!("{n} serving"), Duration::from_secs(120), || {
+                http_get(*p, "/", Duration::from_secs(2)).filter(|(c, _)| *c == 200)
+            });
+        }
+    };
+    serving(&published());
 
     // 1. inject the whole project (concurrently), before any stack exists.
     let t = Instant::now();
@@ -199,6 +204,9 @@ fn inject_then_init_then_stack_down_never_breaks_the_apps() {
     // Item 9: PostgreSQL is infrastructure, left alone on purpose.
     assert_eq!(result("db")["result"], "infrastructure", "{}", result("db"));
     eprintln!("inject --project (3 apps + db, concurrently): {inject_secs:.1}s");
+    // The recreated containers publish on new ephemeral host ports.
+    let ports = published();
+    serving(&ports);
     let before: Vec<(String, String)> = ports.iter().map(|(n, _)| state(n)).collect();
     for (id, rest) in &before {
         assert_eq!(rest, "0 true", "{id}");

@@ -316,7 +316,25 @@ pub async fn run(global: &GlobalArgs, args: InitArgs) -> Result<Outcome> {
     for (rel, content) in &files {
         let path = out_dir.join(rel);
         let on_disk = std::fs::read(&path).ok();
-        let action = manifest::decide(rel, content, on_disk.as_deref(), &old_manifest, args.force);
+        let mut action = manifest::decide(rel, content, on_disk.as_deref(), &old_manifest, args.force);
+        // Never replace good output with worse: a service the last run instrumented that
+        // detection now knows nothing about (container stopped, detection failed) keeps the
+        // old overrides; the new version goes next to them.
+        if rel == APPS_FILE
+            && matches!(action, Action::Update)
+            && let Some(old) = on_disk.as_deref()
+        {
+            let lost = lost_services(old, &p);
+            if !lost.is_empty() {
+                action = Action::Conflict;
+                warnings.push(format!(
+                    "detection found nothing for {} (instrumented by the last run): kept {APPS_FILE}; \
+                     the new version is {APPS_FILE}.new (start the project so init can inspect it, \
+                     pass --assume SERVICE=LANGUAGE, or --force)",
+                    lost.join(", ")
+                ));
+            }
+        }
         if !args.dry_run {
             let secret = rel == &env_rel;
             match action {
@@ -664,6 +682,30 @@ mod detect {
             }
         }
     }
+}
+
+/// The per-service overrides init writes.
+const APPS_FILE: &str = "obs-stack.apps.yml";
+
+/// Services the apps overrides on disk instrument that the new plan leaves out only because
+/// detection knows nothing about them now (not because they were opted out or changed).
+fn lost_services(old_apps_file: &[u8], p: &plan::Plan) -> Vec<String> {
+    let Ok(doc) = serde_yaml_ng::from_slice::<serde_yaml_ng::Value>(old_apps_file) else {
+        return Vec::new();
+    };
+    let Some(old) = doc.get("services").and_then(|s| s.as_mapping()) else {
+        return Vec::new();
+    };
+    old.keys()
+        .filter_map(|k| k.as_str())
+        .filter(|name| {
+            p.services
+                .iter()
+                .any(|s| s.name == *name && s.source == "none" && s.language.is_none())
+                && !p.apps.iter().any(|a| a.name == *name && a.instrumented)
+        })
+        .map(String::from)
+        .collect()
 }
 
 /// Where the embedded Compose JSON schema lives among the template assets.
