@@ -135,8 +135,51 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
 }
 
 async fn ingest(shared: &Shared, headers: &HeaderMap, body: Body, signal: Signal) -> Result<(Encoding, u64), Refusal> {
+    let (enc, gzip, mut permit) = match admit(shared, headers) {
+        Ok(v) => v,
+        Err(r) => {
+            // read (and drop) what the client is sending, so it sees our answer instead of a
+            // broken pipe; never for a body already known to be too large
+            if r != Refusal::TooLarge {
+                drain(body).await;
+            }
+            return Err(r);
+        }
+    };
+    let raw: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        if is_length_limit(&e) {
+            Refusal::TooLarge
+        } else {
+            Refusal::Malformed(format!("reading the body: {e}"))
+        }
+    })?;
+    shared.grow(&mut permit, raw.len())?;
+    // the body plus its decoded structures (~3x) must fit in the share
+    shared.grow(&mut permit, raw.len() * 4)?;
+    let data: Bytes = if gzip {
+        let d = gunzip_bounded(&raw, MAX_BODY)?;
+        shared.grow(&mut permit, raw.len() + d.len() * 4)?;
+        Bytes::from(d)
+    } else {
+        raw
+    };
+    let decoded = decode(signal, enc, &data)?;
+    drop(data);
     let key = headers.get(KEY_HEADER).and_then(|v| v.to_str().ok());
     let project = shared.project_for_key(key).ok_or(Refusal::Auth)?;
+    let batch = to_batch(shared, &project, decoded);
+    let dropped = batch.n_dropped;
+    shared.commit(batch, permit).await?;
+    Ok((enc, dropped))
+}
+
+/// Checks made before reading the body: key, content type and encoding, declared length,
+/// and the body's share of the memory cap.
+fn admit(shared: &Shared, headers: &HeaderMap) -> Result<(Encoding, bool, tokio::sync::OwnedSemaphorePermit), Refusal> {
+    let key = headers.get(KEY_HEADER).and_then(|v| v.to_str().ok());
+    if shared.project_for_key(key).is_none() {
+        return Err(Refusal::Auth);
+    }
     let enc = encoding_of(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())).ok_or_else(|| {
         Refusal::Unsupported("Content-Type must be application/x-protobuf or application/json".into())
     })?;
@@ -152,33 +195,25 @@ async fn ingest(shared: &Shared, headers: &HeaderMap, body: Body, signal: Signal
     if declared.is_some_and(|n| n > MAX_BODY) {
         return Err(Refusal::TooLarge);
     }
-    // the body itself counts against the memory cap before it is read
-    let mut permit = shared.admit(declared.unwrap_or(64 << 10))?;
-    let raw: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
-        if is_length_limit(&e) {
-            Refusal::TooLarge
-        } else {
-            Refusal::Malformed(format!("reading the body: {e}"))
+    // the body and what decoding makes of it count against the memory cap before it is read
+    let permit = shared.admit(declared.map(|n| n * if gzip { 8 } else { 4 }).unwrap_or(64 << 10))?;
+    Ok((enc, gzip, permit))
+}
+
+/// Consumes up to MAX_BODY bytes of a body chunk by chunk, keeping none of it.
+async fn drain(body: Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > MAX_BODY {
+                break;
+            }
         }
-    })?;
-    shared.grow(&mut permit, raw.len())?;
-    let data: Vec<u8> = if gzip {
-        // decompressed bytes plus decoded structures (~3x) must fit in the share
-        shared.grow(&mut permit, raw.len() * 8)?;
-        let d = gunzip_bounded(&raw, MAX_BODY)?;
-        shared.grow(&mut permit, raw.len() + d.len() * 4)?;
-        d
-    } else {
-        shared.grow(&mut permit, raw.len() * 4)?;
-        raw.to_vec()
-    };
-    drop(raw);
-    let decoded = decode(signal, enc, &data)?;
-    drop(data);
-    let batch = to_batch(shared, &project, decoded);
-    let dropped = batch.n_dropped;
-    shared.commit(batch, permit).await?;
-    Ok((enc, dropped))
+    })
+    .await;
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -192,6 +227,13 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
+fn json_or_empty<T: serde::Serialize>(r: &T, dropped: u64) -> String {
+    if dropped == 0 {
+        return "{}".to_string();
+    }
+    serde_json::to_string(r).unwrap_or_else(|_| "{}".into())
+}
+
 fn success(signal: Signal, enc: Encoding, dropped: u64) -> Response {
     let msg = "data outside the retention window was dropped".to_string();
     let (proto, json): (Vec<u8>, String) = match signal {
@@ -199,14 +241,14 @@ fn success(signal: Signal, enc: Encoding, dropped: u64) -> Response {
             let r = ExportTraceServiceResponse {
                 partial_success: (dropped > 0).then(|| ExportTracePartialSuccess { rejected_spans: dropped as i64, error_message: msg }),
             };
-            (r.encode_to_vec(), serde_json::to_string(&r).unwrap_or_else(|_| "{}".into()))
+            (r.encode_to_vec(), json_or_empty(&r, dropped))
         }
         Signal::Metrics => {
             let r = ExportMetricsServiceResponse {
                 partial_success: (dropped > 0)
                     .then(|| ExportMetricsPartialSuccess { rejected_data_points: dropped as i64, error_message: msg }),
             };
-            (r.encode_to_vec(), serde_json::to_string(&r).unwrap_or_else(|_| "{}".into()))
+            (r.encode_to_vec(), json_or_empty(&r, dropped))
         }
         Signal::Logs => {
             let r = ExportLogsServiceResponse { partial_success: None };
