@@ -15,12 +15,25 @@ async fn ingest_over_http_and_answer_red_traces_errors() {
     let srv = Server::start(&[]).await;
     let now = now_ns();
     // metrics, protobuf: 100 GET /orders/<id> 200 in (50, 75] ms, 7 GET /error 500 in (5, 10] ms
-    let m = duration_metric("shop", &[("/orders/<id>", 200, 100, 4), ("/error", 500, 7, 1)], now - 30_000_000_000, now);
+    let m = duration_metric(
+        "shop",
+        &[("/orders/<id>", 200, 100, 4), ("/error", 500, 7, 1)],
+        now - 30_000_000_000,
+        now,
+    );
     let r = srv.post_proto("/v1/metrics", m.encode_to_vec()).await;
     assert_eq!(r.status(), 200);
     // the next cumulative point adds 20 requests: only the delta counts
-    let m = duration_metric("shop", &[("/orders/<id>", 200, 120, 4), ("/error", 500, 7, 1)], now - 30_000_000_000, now + 1_000_000_000);
-    assert_eq!(srv.post_proto("/v1/metrics", m.encode_to_vec()).await.status(), 200);
+    let m = duration_metric(
+        "shop",
+        &[("/orders/<id>", 200, 120, 4), ("/error", 500, 7, 1)],
+        now - 30_000_000_000,
+        now + 1_000_000_000,
+    );
+    assert_eq!(
+        srv.post_proto("/v1/metrics", m.encode_to_vec()).await.status(),
+        200
+    );
 
     // traces, gzip protobuf, with an exception event naming the handler
     let t = traces_req(
@@ -66,8 +79,15 @@ async fn ingest_over_http_and_answer_red_traces_errors() {
     assert_eq!(r.text().await.unwrap(), "{}");
 
     // an error log with a Node.js stack
-    let log = error_log("front", now, "Error: payment failed\n    at charge (/app/server.js:40:11)\n    at Layer.handle (/app/node_modules/express/lib/router/layer.js:95:5)");
-    assert_eq!(srv.post_proto("/v1/logs", log.encode_to_vec()).await.status(), 200);
+    let log = error_log(
+        "front",
+        now,
+        "Error: payment failed\n    at charge (/app/server.js:40:11)\n    at Layer.handle (/app/node_modules/express/lib/router/layer.js:95:5)",
+    );
+    assert_eq!(
+        srv.post_proto("/v1/logs", log.encode_to_vec()).await.status(),
+        200
+    );
 
     // services: shop from metrics, front from spans
     let (code, v) = srv.get("/api/v1/services?project=demo").await;
@@ -99,8 +119,15 @@ async fn ingest_over_http_and_answer_red_traces_errors() {
     assert_eq!(v["routes"][0]["route"], "/users/{id}", "{v}");
 
     // series
-    let (_, v) = srv.get("/api/v1/series?project=demo&service=shop&route=/error&step=60000").await;
-    let total: f64 = v["points"].as_array().unwrap().iter().map(|p| p["errors"].as_f64().unwrap()).sum();
+    let (_, v) = srv
+        .get("/api/v1/series?project=demo&service=shop&route=/error&step=60000")
+        .await;
+    let total: f64 = v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["errors"].as_f64().unwrap())
+        .sum();
     assert_eq!(total, 7.0);
 
     // traces: list, filters, one trace, redaction
@@ -110,11 +137,15 @@ async fn ingest_over_http_and_answer_red_traces_errors() {
     assert_eq!(ts[0]["trace_id"], hexid(tid(1)));
     let (_, v) = srv.get("/api/v1/traces?project=demo&min_duration_ms=50").await;
     assert_eq!(v["traces"].as_array().unwrap().len(), 1);
-    let (code, v) = srv.get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(3)))).await;
+    let (code, v) = srv
+        .get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(3))))
+        .await;
     assert_eq!(code, 200);
     assert_eq!(v["spans"][0]["attributes"]["user.email"], "****");
     assert_eq!(v["spans"][0]["kind"], "server");
-    let (code, _) = srv.get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(99)))).await;
+    let (code, _) = srv
+        .get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(99))))
+        .await;
     assert_eq!(code, 404);
 
     // errors: grouped, the stack names the handler, sample trace ids
@@ -124,7 +155,12 @@ async fn ingest_over_http_and_answer_red_traces_errors() {
     let g = groups.iter().find(|g| g["type"] == "RuntimeError").unwrap();
     assert_eq!(g["services"][0], "shop");
     assert_eq!(g["routes"][0], "/error");
-    let (code, d) = srv.get(&format!("/api/v1/errors/{}?project=demo", g["id"].as_str().unwrap())).await;
+    let (code, d) = srv
+        .get(&format!(
+            "/api/v1/errors/{}?project=demo",
+            g["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(code, 200);
     assert!(d["stack_trace"].as_str().unwrap().contains("error_handler"));
     assert_eq!(d["sample_trace_ids"][0], hexid(tid(1)));
@@ -159,28 +195,47 @@ async fn grpc_gzip_and_keys() {
         .await
         .unwrap()
         .send_compressed(tonic::codec::CompressionEncoding::Gzip);
-    let mut req = tonic::Request::new(traces_req("grpc-svc", vec![server_span(tid(7), 1, "/a", 200, now, 5, None)]));
-    req.metadata_mut().insert("x-obs-stack-key", srv.key.parse().unwrap());
+    let mut req = tonic::Request::new(traces_req(
+        "grpc-svc",
+        vec![server_span(tid(7), 1, "/a", 200, now, 5, None)],
+    ));
+    req.metadata_mut()
+        .insert("x-obs-stack-key", srv.key.parse().unwrap());
     client.export(req).await.expect("export with the key");
     let no_key = tonic::Request::new(traces_req("grpc-svc", vec![]));
     let e = client.export(no_key).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
     let mut wrong = tonic::Request::new(traces_req("grpc-svc", vec![]));
-    wrong.metadata_mut().insert("x-obs-stack-key", "osk_wrong".parse().unwrap());
-    assert_eq!(client.export(wrong).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    wrong
+        .metadata_mut()
+        .insert("x-obs-stack-key", "osk_wrong".parse().unwrap());
+    assert_eq!(
+        client.export(wrong).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
 
-    let (_, v) = srv.get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(7)))).await;
+    let (_, v) = srv
+        .get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(7))))
+        .await;
     assert_eq!(v["spans"][0]["service"], "grpc-svc");
 
     // a project added while the server runs is accepted without a restart, and scoped
     let key2 = project_add(&srv.dir, "other");
-    let mut req = tonic::Request::new(traces_req("other-svc", vec![server_span(tid(8), 1, "/b", 200, now, 5, None)]));
-    req.metadata_mut().insert("x-obs-stack-key", key2.parse().unwrap());
+    let mut req = tonic::Request::new(traces_req(
+        "other-svc",
+        vec![server_span(tid(8), 1, "/b", 200, now, 5, None)],
+    ));
+    req.metadata_mut()
+        .insert("x-obs-stack-key", key2.parse().unwrap());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     client.export(req).await.expect("new project's key");
-    let (code, _) = srv.get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(8)))).await;
+    let (code, _) = srv
+        .get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(8))))
+        .await;
     assert_eq!(code, 404, "scoped by project");
-    let (code, _) = srv.get(&format!("/api/v1/traces/{}?project=other", hexid(tid(8)))).await;
+    let (code, _) = srv
+        .get(&format!("/api/v1/traces/{}?project=other", hexid(tid(8))))
+        .await;
     assert_eq!(code, 200);
     assert_eq!(srv.stats().await["refused"]["auth"], 2);
 
@@ -201,11 +256,36 @@ async fn api_needs_the_token() {
     let srv = Server::start(&[]).await;
     let base = format!("http://127.0.0.1:{}", srv.api);
     let c = reqwest::Client::new();
-    assert_eq!(c.get(format!("{base}/api/v1/stats")).send().await.unwrap().status(), 401);
-    assert_eq!(c.get(format!("{base}/metrics")).send().await.unwrap().status(), 401);
-    assert_eq!(c.get(format!("{base}/api/v1/stats")).bearer_auth("nope").send().await.unwrap().status(), 401);
-    assert_eq!(c.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
-    let r = c.get(format!("{base}/api/v1/stats?token={}", srv.token)).send().await.unwrap();
+    assert_eq!(
+        c.get(format!("{base}/api/v1/stats"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        c.get(format!("{base}/metrics")).send().await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        c.get(format!("{base}/api/v1/stats"))
+            .bearer_auth("nope")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        c.get(format!("{base}/healthz")).send().await.unwrap().status(),
+        200
+    );
+    let r = c
+        .get(format!("{base}/api/v1/stats?token={}", srv.token))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.starts_with(&format!("obs_stack_token={}", srv.token)));
@@ -221,7 +301,10 @@ async fn api_needs_the_token() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(srv.dir.join("token")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(srv.dir.join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     // checks from `up`
@@ -234,7 +317,12 @@ async fn api_needs_the_token() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let (_, v) = srv.get("/api/v1/runtime?project=demo&service=nginx").await;
-    let names: Vec<&str> = v["series"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"http_check.latency_ms"), "{v}");
 }
 
@@ -243,19 +331,58 @@ async fn hostile_input_is_refused_and_counted_never_a_crash() {
     let srv = Server::start(&[]).await;
     let c = reqwest::Client::new();
     let post = |ct: &str, body: Vec<u8>, key: Option<&str>| {
-        let mut r = c.post(srv.otlp("/v1/traces")).header("content-type", ct.to_string()).body(body);
+        let mut r = c
+            .post(srv.otlp("/v1/traces"))
+            .header("content-type", ct.to_string())
+            .body(body);
         if let Some(k) = key {
             r = r.header("x-obs-stack-key", k.to_string());
         }
         r.send()
     };
     let key = srv.key.as_str();
-    assert_eq!(post("application/x-protobuf", vec![], None).await.unwrap().status(), 401);
-    assert_eq!(post("application/x-protobuf", vec![], Some("osk_nope")).await.unwrap().status(), 401);
-    assert_eq!(post("text/plain", b"hi".to_vec(), Some(key)).await.unwrap().status(), 415);
-    assert_eq!(post("application/x-protobuf", vec![0xff; 64], Some(key)).await.unwrap().status(), 400);
-    assert_eq!(post("application/json", b"{\"resourceSpans\": [".to_vec(), Some(key)).await.unwrap().status(), 400);
-    assert_eq!(post("application/json", b"[1,2,3]".to_vec(), Some(key)).await.unwrap().status(), 400);
+    assert_eq!(
+        post("application/x-protobuf", vec![], None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        post("application/x-protobuf", vec![], Some("osk_nope"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        post("text/plain", b"hi".to_vec(), Some(key))
+            .await
+            .unwrap()
+            .status(),
+        415
+    );
+    assert_eq!(
+        post("application/x-protobuf", vec![0xff; 64], Some(key))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        post("application/json", b"{\"resourceSpans\": [".to_vec(), Some(key))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        post("application/json", b"[1,2,3]".to_vec(), Some(key))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
     // invalid UTF-8 inside a protobuf string field (span name, field 5 of Span)
     let mut span = vec![0x0a, 16];
     span.extend([1u8; 16]);
@@ -266,14 +393,26 @@ async fn hostile_input_is_refused_and_counted_never_a_crash() {
     rs.extend(&scope);
     let mut req = vec![0x0a, rs.len() as u8];
     req.extend(&rs);
-    assert_eq!(post("application/x-protobuf", req, Some(key)).await.unwrap().status(), 400);
+    assert_eq!(
+        post("application/x-protobuf", req, Some(key))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
     // deep nesting: JSON arrays 10k deep, and kvlists in protobuf 200 deep
     let deep = format!(
         r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"a","value":{}1{}}}]}}}}]}}"#,
         "{\"arrayValue\":{\"values\":[".repeat(5000),
         "]}}".repeat(5000)
     );
-    assert_eq!(post("application/json", deep.into_bytes(), Some(key)).await.unwrap().status(), 400);
+    assert_eq!(
+        post("application/json", deep.into_bytes(), Some(key))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
     let mut v = vec![0x18, 0x01]; // AnyValue{int_value: 1}
     for _ in 0..200 {
         // KeyValue{key:"k", value: v} inside KeyValueList inside AnyValue.kvlist_value
@@ -293,7 +432,11 @@ async fn hostile_input_is_refused_and_counted_never_a_crash() {
     push_len_raw(&mut rs, &res);
     let mut req = vec![0x0a];
     push_len_raw(&mut req, &rs);
-    let code = post("application/x-protobuf", req, Some(key)).await.unwrap().status().as_u16();
+    let code = post("application/x-protobuf", req, Some(key))
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
     assert!(code == 400 || code == 200, "{code}");
     // a 100 MB body: 413 (declared length), and a gzip bomb: 413
     let big = vec![0u8; 100 << 20];
@@ -324,7 +467,13 @@ async fn hostile_input_is_refused_and_counted_never_a_crash() {
     assert_eq!(r.status(), 415);
 
     // still alive, every refusal counted
-    assert_eq!(reqwest::get(format!("http://127.0.0.1:{}/healthz", srv.api)).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(format!("http://127.0.0.1:{}/healthz", srv.api))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let st = srv.stats().await;
     assert_eq!(st["refused"]["auth"], 2, "{st}");
     assert!(st["refused"]["malformed"].as_u64().unwrap() >= 5, "{st}");
@@ -367,12 +516,20 @@ async fn route_cardinality_is_bounded() {
                 sp
             })
             .collect();
-        assert_eq!(srv.post_proto("/v1/traces", traces_req("many", spans).encode_to_vec()).await.status(), 200);
+        assert_eq!(
+            srv.post_proto("/v1/traces", traces_req("many", spans).encode_to_vec())
+                .await
+                .status(),
+            200
+        );
     }
     let (_, v) = srv.get("/api/v1/routes?project=demo&service=many").await;
     let routes = v["routes"].as_array().unwrap();
     assert!(routes.len() <= 201, "{}", routes.len());
-    let other = routes.iter().find(|r| r["route"] == "__other__").expect("overflow bucket");
+    let other = routes
+        .iter()
+        .find(|r| r["route"] == "__other__")
+        .expect("overflow bucket");
     assert_eq!(other["calls"], 20_000.0 - 200.0);
 }
 
@@ -390,7 +547,9 @@ async fn kill_9_keeps_everything_acknowledged() {
         }
     });
     for b in 0..10_000u64 {
-        let spans = (0..50u64).map(|n| server_span(tid(b * 50 + n), n + 1, "/k", 200, now, 1, None)).collect();
+        let spans = (0..50u64)
+            .map(|n| server_span(tid(b * 50 + n), n + 1, "/k", 200, now, 1, None))
+            .collect();
         let body = traces_req("dur", spans).encode_to_vec();
         let r = reqwest::Client::new()
             .post(srv.otlp("/v1/traces"))
@@ -409,12 +568,22 @@ async fn kill_9_keeps_everything_acknowledged() {
     assert!(acked > 0);
     srv.spawn().await;
     let st = srv.stats().await;
-    let stored: u64 = st["partitions"].as_array().unwrap().iter().map(|p| p["spans"].as_u64().unwrap()).sum();
+    let stored: u64 = st["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["spans"].as_u64().unwrap())
+        .sum();
     assert!(stored >= acked, "acknowledged {acked}, stored {stored}");
     assert!(st["received"]["spans"].as_u64().unwrap() >= acked);
     // and the last acknowledged trace is there, whole
     let last = acked / 50 - 1;
-    let (code, _) = srv.get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(last * 50 + 49)))).await;
+    let (code, _) = srv
+        .get(&format!(
+            "/api/v1/traces/{}?project=demo",
+            hexid(tid(last * 50 + 49))
+        ))
+        .await;
     assert_eq!(code, 200);
 }
 
@@ -433,7 +602,12 @@ async fn size_cap_evicts_the_oldest_partitions() {
                 sp
             })
             .collect();
-        assert_eq!(srv.post_proto("/v1/traces", traces_req("big", spans).encode_to_vec()).await.status(), 200);
+        assert_eq!(
+            srv.post_proto("/v1/traces", traces_req("big", spans).encode_to_vec())
+                .await
+                .status(),
+            200
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let st = srv.stats().await;
@@ -442,12 +616,30 @@ async fn size_cap_evicts_the_oldest_partitions() {
     assert!(st["dropped"]["retention"].as_u64().unwrap() >= 1000, "{st}");
     assert!(st["db_size_bytes"].as_i64().unwrap() <= 3 << 20, "{st}");
     // newest kept, oldest gone
-    let (code, _) = srv.get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(5)))).await;
+    let (code, _) = srv
+        .get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(5))))
+        .await;
     assert_eq!(code, 200, "newest trace kept");
-    let (code, _) = srv.get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(5 * 10_000 + 5)))).await;
+    let (code, _) = srv
+        .get(&format!(
+            "/api/v1/traces/{}?project=demo",
+            hexid(tid(5 * 10_000 + 5))
+        ))
+        .await;
     assert_eq!(code, 404, "oldest trace evicted");
     // data older than the retention is refused as out of window (partial success)
-    let old = traces_req("big", vec![server_span(tid(999_999), 1, "/old", 200, now - 30 * hour, 1, None)]);
+    let old = traces_req(
+        "big",
+        vec![server_span(
+            tid(999_999),
+            1,
+            "/old",
+            200,
+            now - 30 * hour,
+            1,
+            None,
+        )],
+    );
     let r = srv.post_proto("/v1/traces", old.encode_to_vec()).await;
     assert_eq!(r.status(), 200);
     assert!(srv.stats().await["dropped"]["out_of_window"].as_u64().unwrap() >= 1);
@@ -501,6 +693,9 @@ async fn load_far_beyond_capacity_is_shed_under_the_memory_cap() {
     let st = srv.stats().await;
     assert!(st["refused"]["overload"].as_u64().unwrap() >= refused, "{st}");
     let peak = peak_rss(srv.pid()).unwrap();
-    eprintln!("peak RSS under load: {} MiB (cap 96 MiB), refused {refused}", peak >> 20);
+    eprintln!(
+        "peak RSS under load: {} MiB (cap 96 MiB), refused {refused}",
+        peak >> 20
+    );
     assert!(peak < 96 << 20, "peak RSS {} MiB over the 96 MiB cap", peak >> 20);
 }

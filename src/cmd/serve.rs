@@ -32,13 +32,28 @@ pub struct RunArgs {
     #[command(flatten)]
     pub dir: DataDirArg,
     /// OTLP/gRPC listen address (a non-loopback address is reachable from other machines)
-    #[arg(long, env = "OBS_STACK_OTLP_GRPC", default_value = "127.0.0.1:4317", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "OBS_STACK_OTLP_GRPC",
+        default_value = "127.0.0.1:4317",
+        value_name = "ADDR"
+    )]
     pub otlp_grpc: SocketAddr,
     /// OTLP/HTTP listen address
-    #[arg(long, env = "OBS_STACK_OTLP_HTTP", default_value = "127.0.0.1:4318", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "OBS_STACK_OTLP_HTTP",
+        default_value = "127.0.0.1:4318",
+        value_name = "ADDR"
+    )]
     pub otlp_http: SocketAddr,
     /// JSON API, /metrics and /healthz listen address
-    #[arg(long, env = "OBS_STACK_API", default_value = "127.0.0.1:4319", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "OBS_STACK_API",
+        default_value = "127.0.0.1:4319",
+        value_name = "ADDR"
+    )]
     pub api: SocketAddr,
     /// Keep data this long (e.g. 90m, 24h, 7d)
     #[arg(long, env = "OBS_STACK_RETENTION", default_value = "24h", value_parser = parse_duration_ms, value_name = "DURATION")]
@@ -76,7 +91,9 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().map_err(|_| format!("{s:?}: expected a number with a unit, e.g. 24h"))?;
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with a unit, e.g. 24h"))?;
     let mult = match unit {
         "" | "s" => 1_000,
         "m" => 60_000,
@@ -93,9 +110,13 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
 /// "1GiB", "256MiB", "500MB", "64k", "1048576" → bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
-    let n: f64 = n.parse().map_err(|_| format!("{s:?}: expected a size such as 1GiB or 256MiB"))?;
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size such as 1GiB or 256MiB"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -106,10 +127,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "gi" | "gib" => 1073741824.0,
         "t" | "tb" => 1e12,
         "ti" | "tib" => 1099511627776.0,
-        u => return Err(format!("{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, KB, MB, GB)")),
+        u => {
+            return Err(format!(
+                "{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
     };
     let v = n * mult;
-    if !(v >= 1.0) || v > 1e16 {
+    if !(1.0..=1e16).contains(&v) {
         return Err(format!("{s:?}: out of range"));
     }
     Ok(v as u64)
@@ -143,7 +168,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<Outcome> {
             let conn = store::open(&dir)?;
             let key = store::project_add(&conn, &name)?;
             if global.json {
-                println!("{}", serde_json::json!({"project": name.trim(), "ingest_key": key}));
+                println!(
+                    "{}",
+                    serde_json::json!({"project": name.trim(), "ingest_key": key})
+                );
             } else {
                 println!("{key}");
             }

@@ -47,10 +47,10 @@ fn eq_ct(a: &str, b: &str) -> bool {
 
 /// The token a request carries, and whether it came from the query (→ set the cookie).
 fn presented(headers: &HeaderMap, query: Option<&str>) -> (Option<String>, bool) {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
-            return (Some(t.trim().to_string()), false);
-        }
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
+    {
+        return (Some(t.trim().to_string()), false);
     }
     for c in headers.get_all(header::COOKIE) {
         if let Ok(c) = c.to_str() {
@@ -84,7 +84,10 @@ async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
             }
             resp
         }
-        _ => err(StatusCode::UNAUTHORIZED, "missing or wrong token (see `obs-stack serve token`)"),
+        _ => err(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token (see `obs-stack serve token`)",
+        ),
     }
 }
 
@@ -117,22 +120,27 @@ struct Scope {
     to: i64,
 }
 
-fn scope(shared: &Shared, p: &Params) -> Result<Scope, Response> {
+fn scope(shared: &Shared, p: &Params) -> Result<Scope, Box<Response>> {
     let Some(project) = p.project.as_deref().filter(|s| !s.is_empty()) else {
-        return Err(err(StatusCode::BAD_REQUEST, "project= is required"));
+        return Err(Box::new(err(StatusCode::BAD_REQUEST, "project= is required")));
     };
     let projects = shared
-        .with_reader(|c| store::projects(c))
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")))?;
+        .with_reader(store::projects)
+        .map_err(|e| Box::new(err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))))?;
     let Some((pid, _, _)) = projects.into_iter().find(|(_, n, _)| n == project) else {
-        return Err(err(StatusCode::NOT_FOUND, "no such project"));
+        return Err(Box::new(err(StatusCode::NOT_FOUND, "no such project")));
     };
     let to = p.to.unwrap_or_else(|| store::now_ms() + 1);
     let from = p.from.unwrap_or(to - 15 * 60 * 1000);
     if from >= to {
-        return Err(err(StatusCode::BAD_REQUEST, "from must be before to"));
+        return Err(Box::new(err(StatusCode::BAD_REQUEST, "from must be before to")));
     }
-    Ok(Scope { pid, project: project.to_string(), from, to })
+    Ok(Scope {
+        pid,
+        project: project.to_string(),
+        from,
+        to,
+    })
 }
 
 async fn blocking<T: serde::Serialize + Send + 'static>(
@@ -150,7 +158,7 @@ macro_rules! scoped {
     ($shared:expr, $p:expr) => {
         match scope(&$shared, &$p) {
             Ok(s) => s,
-            Err(r) => return r,
+            Err(r) => return *r,
         }
     };
 }
@@ -177,16 +185,15 @@ async fn add_project(State(shared): State<Arc<Shared>>, body: axum::body::Bytes)
     let dir = shared.config.data_dir.clone();
     let r = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
         let conn = store::open(&dir)?;
-        store::project_add(&conn, &p.name).map(|k| {
-            let _ = &conn;
-            k
-        })
+        store::project_add(&conn, &p.name)
     })
     .await;
     match r {
         Ok(Ok(key)) => {
             shared.reload_keys();
-            let name = serde_json::from_slice::<NewProject>(&body).map(|p| p.name.trim().to_string()).unwrap_or_default();
+            let name = serde_json::from_slice::<NewProject>(&body)
+                .map(|p| p.name.trim().to_string())
+                .unwrap_or_default();
             ok(json!({"project": name, "ingest_key": key}))
         }
         Ok(Err(e)) => err(StatusCode::BAD_REQUEST, &format!("{e:#}")),
@@ -204,17 +211,23 @@ async fn services(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) ->
 
 async fn routes(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
     let s = scoped!(shared, p);
-    let Some(service) = p.service.clone() else { return err(StatusCode::BAD_REQUEST, "service= is required") };
+    let Some(service) = p.service.clone() else {
+        return err(StatusCode::BAD_REQUEST, "service= is required");
+    };
     blocking(shared.clone(), move |c| {
-        Ok(json!({"project": s.project, "service": service, "from": s.from, "to": s.to,
-                  "routes": store::routes(c, s.pid, &service, s.from, s.to)?}))
+        Ok(
+            json!({"project": s.project, "service": service, "from": s.from, "to": s.to,
+                  "routes": store::routes(c, s.pid, &service, s.from, s.to)?}),
+        )
     })
     .await
 }
 
 async fn series(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
     let s = scoped!(shared, p);
-    let Some(service) = p.service.clone() else { return err(StatusCode::BAD_REQUEST, "service= is required") };
+    let Some(service) = p.service.clone() else {
+        return err(StatusCode::BAD_REQUEST, "service= is required");
+    };
     let step = p.step.unwrap_or(((s.to - s.from) / 60).max(10_000));
     let route = p.route.clone();
     blocking(shared.clone(), move |c| {
@@ -234,12 +247,21 @@ async fn traces(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> R
         min_duration_ms: p.min_duration_ms,
         limit: p.limit.unwrap_or(50),
     };
-    blocking(shared.clone(), move |c| Ok(json!({"project": s.project, "traces": store::traces(c, s.pid, s.from, s.to, &f)?}))).await
+    blocking(shared.clone(), move |c| {
+        Ok(json!({"project": s.project, "traces": store::traces(c, s.pid, s.from, s.to, &f)?}))
+    })
+    .await
 }
 
-async fn trace(State(shared): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Params>) -> Response {
+async fn trace(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(p): Query<Params>,
+) -> Response {
     let s = scoped!(shared, p);
-    let Ok(tid) = hex::decode(id.trim()) else { return err(StatusCode::BAD_REQUEST, "trace id must be 32 hex characters") };
+    let Ok(tid) = hex::decode(id.trim()) else {
+        return err(StatusCode::BAD_REQUEST, "trace id must be 32 hex characters");
+    };
     if tid.len() != 16 {
         return err(StatusCode::BAD_REQUEST, "trace id must be 32 hex characters");
     }
@@ -250,7 +272,9 @@ async fn trace(State(shared): State<Arc<Shared>>, Path(id): Path<String>, Query(
     .await;
     match r {
         Ok(Ok(spans)) if spans.is_empty() => err(StatusCode::NOT_FOUND, "no such trace"),
-        Ok(Ok(spans)) => ok(json!({"trace_id": id.to_ascii_lowercase(), "span_count": spans.len(), "spans": spans})),
+        Ok(Ok(spans)) => {
+            ok(json!({"trace_id": id.to_ascii_lowercase(), "span_count": spans.len(), "spans": spans}))
+        }
         Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
         Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
@@ -265,7 +289,11 @@ async fn errors(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> R
     .await
 }
 
-async fn error_group(State(shared): State<Arc<Shared>>, Path(id): Path<String>, Query(p): Query<Params>) -> Response {
+async fn error_group(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(p): Query<Params>,
+) -> Response {
     let s = scoped!(shared, p);
     let r = tokio::task::spawn_blocking({
         let shared = shared.clone();
@@ -335,26 +363,51 @@ pub fn rss_bytes() -> Option<u64> {
 /// runtime series: `{"project","service","kind":"http_check"|"container_stats","ts_ms", …}`;
 /// every other numeric field is a series `<kind>.<field>`.
 async fn checks(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else { return err(StatusCode::BAD_REQUEST, "expected a JSON object") };
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return err(StatusCode::BAD_REQUEST, "expected a JSON object");
+    };
     let items: Vec<Value> = match v {
         Value::Array(a) => a,
         o @ Value::Object(_) => vec![o],
-        _ => return err(StatusCode::BAD_REQUEST, "expected a JSON object or an array of them"),
+        _ => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "expected a JSON object or an array of them",
+            );
+        }
     };
     let mut by_project: BTreeMap<String, Batch> = BTreeMap::new();
     let now = store::now_ms();
     for it in items.iter().take(10_000) {
-        let (Some(project), Some(service), Some(kind)) =
-            (it["project"].as_str(), it["service"].as_str(), it["kind"].as_str())
-        else {
-            return err(StatusCode::BAD_REQUEST, "each check needs project, service and kind");
+        let (Some(project), Some(service), Some(kind)) = (
+            it["project"].as_str(),
+            it["service"].as_str(),
+            it["kind"].as_str(),
+        ) else {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "each check needs project, service and kind",
+            );
         };
         if kind != "http_check" && kind != "container_stats" {
-            return err(StatusCode::BAD_REQUEST, "kind must be http_check or container_stats");
+            return err(
+                StatusCode::BAD_REQUEST,
+                "kind must be http_check or container_stats",
+            );
         }
         let ts = it["ts_ms"].as_i64().unwrap_or(now);
-        let b = by_project.entry(project.to_string()).or_insert_with(|| Batch { project: project.to_string(), ..Default::default() });
-        b.services.insert(service.to_string(), ServiceInfo { name: service.to_string(), last_seen_ms: ts, ..Default::default() });
+        let b = by_project.entry(project.to_string()).or_insert_with(|| Batch {
+            project: project.to_string(),
+            ..Default::default()
+        });
+        b.services.insert(
+            service.to_string(),
+            ServiceInfo {
+                name: service.to_string(),
+                last_seen_ms: ts,
+                ..Default::default()
+            },
+        );
         if let Some(o) = it.as_object() {
             for (k, val) in o {
                 if matches!(k.as_str(), "project" | "service" | "kind" | "ts_ms") {
@@ -366,8 +419,20 @@ async fn checks(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> R
                     _ => None,
                 };
                 if let Some(value) = value {
-                    let unit = if k.ends_with("_ms") { "ms" } else if k.ends_with("_bytes") { "By" } else { "1" };
-                    b.runtime.push(RuntimePoint { service: service.to_string(), name: format!("{kind}.{k}"), unit: unit.into(), ts_ms: ts, value });
+                    let unit = if k.ends_with("_ms") {
+                        "ms"
+                    } else if k.ends_with("_bytes") {
+                        "By"
+                    } else {
+                        "1"
+                    };
+                    b.runtime.push(RuntimePoint {
+                        service: service.to_string(),
+                        name: format!("{kind}.{k}"),
+                        unit: unit.into(),
+                        ts_ms: ts,
+                        value,
+                    });
                 }
             }
         }
@@ -377,13 +442,23 @@ async fn checks(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> R
     for (_, b) in by_project {
         let permit = match shared.admit(64 << 10) {
             Ok(p) => p,
-            Err(_) => return err(StatusCode::SERVICE_UNAVAILABLE, "over the memory cap; retry later"),
+            Err(_) => {
+                return err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "over the memory cap; retry later",
+                );
+            }
         };
         let n = b.runtime.len();
         match shared.commit(b, permit).await {
             Ok(()) => stored += n,
             Err(Refusal::Internal(e)) => return err(StatusCode::BAD_REQUEST, &e),
-            Err(_) => return err(StatusCode::SERVICE_UNAVAILABLE, "over the memory cap; retry later"),
+            Err(_) => {
+                return err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "over the memory cap; retry later",
+                );
+            }
         }
     }
     ok(json!({"stored_points": stored}))
@@ -419,7 +494,12 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         let _ = writeln!(
             out,
             "obs_stack_http_requests_total{{project=\"{}\",service=\"{}\",route=\"{}\",method=\"{}\",status_class=\"{}\"}} {}",
-            label(p), label(s), label(r), label(m), label(c), n.round()
+            label(p),
+            label(s),
+            label(r),
+            label(m),
+            label(c),
+            n.round()
         );
     }
     out.push_str("# HELP obs_stack_http_request_duration_ms Request latency quantiles over the last 5 minutes.\n# TYPE obs_stack_http_request_duration_ms gauge\n");
@@ -429,17 +509,35 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                 let _ = writeln!(
                     out,
                     "obs_stack_http_request_duration_ms{{project=\"{}\",service=\"{}\",route=\"{}\",method=\"{}\",status_class=\"{}\",quantile=\"{q}\"}} {v:.3}",
-                    label(p), label(s), label(r), label(m), label(c)
+                    label(p),
+                    label(s),
+                    label(r),
+                    label(m),
+                    label(c)
                 );
             }
         }
     }
     for (k, v) in shared.counters.snapshot() {
-        let _ = writeln!(out, "# TYPE obs_stack_ingest_{k}_total counter\nobs_stack_ingest_{k}_total {v}");
+        let _ = writeln!(
+            out,
+            "# TYPE obs_stack_ingest_{k}_total counter\nobs_stack_ingest_{k}_total {v}"
+        );
     }
-    let _ = writeln!(out, "# TYPE obs_stack_db_size_bytes gauge\nobs_stack_db_size_bytes {db}");
+    let _ = writeln!(
+        out,
+        "# TYPE obs_stack_db_size_bytes gauge\nobs_stack_db_size_bytes {db}"
+    );
     if let Some(rss) = rss_bytes() {
-        let _ = writeln!(out, "# TYPE obs_stack_resident_memory_bytes gauge\nobs_stack_resident_memory_bytes {rss}");
+        let _ = writeln!(
+            out,
+            "# TYPE obs_stack_resident_memory_bytes gauge\nobs_stack_resident_memory_bytes {rss}"
+        );
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
 }

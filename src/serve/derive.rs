@@ -48,7 +48,7 @@ impl Hist {
 
     /// One observation (or `weight` of them) at `ms`.
     pub fn record(&mut self, ms: f64, weight: f32) {
-        if !(ms > ZERO_MS) || !ms.is_finite() {
+        if ms.is_nan() || ms <= ZERO_MS || !ms.is_finite() {
             self.zero += weight;
             return;
         }
@@ -149,8 +149,16 @@ impl Hist {
 /// An incoming histogram point in its own shape, before conversion.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawHist {
-    Explicit { bounds: Vec<f64>, counts: Vec<u64> },
-    Exponential { scale: i32, zero: u64, offset: i32, counts: Vec<u64> },
+    Explicit {
+        bounds: Vec<f64>,
+        counts: Vec<u64>,
+    },
+    Exponential {
+        scale: i32,
+        zero: u64,
+        offset: i32,
+        counts: Vec<u64>,
+    },
 }
 
 impl RawHist {
@@ -165,7 +173,13 @@ impl RawHist {
     /// or a change of bucket layout), in which case the caller takes `self` whole.
     pub fn minus(&self, prev: &RawHist) -> Option<RawHist> {
         match (self, prev) {
-            (RawHist::Explicit { bounds, counts }, RawHist::Explicit { bounds: pb, counts: pc }) => {
+            (
+                RawHist::Explicit { bounds, counts },
+                RawHist::Explicit {
+                    bounds: pb,
+                    counts: pc,
+                },
+            ) => {
                 if bounds != pb || counts.len() != pc.len() {
                     return None;
                 }
@@ -173,11 +187,24 @@ impl RawHist {
                 for (a, b) in counts.iter().zip(pc) {
                     out.push(a.checked_sub(*b)?);
                 }
-                Some(RawHist::Explicit { bounds: bounds.clone(), counts: out })
+                Some(RawHist::Explicit {
+                    bounds: bounds.clone(),
+                    counts: out,
+                })
             }
             (
-                RawHist::Exponential { scale, zero, offset, counts },
-                RawHist::Exponential { scale: ps, zero: pz, offset: po, counts: pcs },
+                RawHist::Exponential {
+                    scale,
+                    zero,
+                    offset,
+                    counts,
+                },
+                RawHist::Exponential {
+                    scale: ps,
+                    zero: pz,
+                    offset: po,
+                    counts: pcs,
+                },
             ) => {
                 let s = (*scale).min(*ps);
                 let cur = exp_map(*scale, *offset, counts, s);
@@ -201,7 +228,12 @@ impl RawHist {
                     }
                     _ => (0, vec![]),
                 };
-                Some(RawHist::Exponential { scale: s, zero: z, offset, counts })
+                Some(RawHist::Exponential {
+                    scale: s,
+                    zero: z,
+                    offset,
+                    counts,
+                })
             }
             _ => None,
         }
@@ -226,7 +258,12 @@ impl RawHist {
                     h.add_range(lo, hi, *c as f64);
                 }
             }
-            RawHist::Exponential { scale, zero, offset, counts } => {
+            RawHist::Exponential {
+                scale,
+                zero,
+                offset,
+                counts,
+            } => {
                 h.zero += *zero as f32;
                 let scale = (*scale).clamp(-10, 20);
                 let base = (-f64::from(scale)).exp2();
@@ -273,7 +310,11 @@ pub const FRESH_STREAM_NS: u64 = 5 * 60 * 1_000_000_000;
 
 impl<V: Clone> DeltaState<V> {
     pub fn new(cap: usize) -> Self {
-        DeltaState { cap, map: HashMap::new(), order: VecDeque::new() }
+        DeltaState {
+            cap,
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
     }
 
     /// Remembers `value` (started at `start_ns`) and returns the previous value when it is of
@@ -387,7 +428,10 @@ pub struct Cardinality {
 
 impl Cardinality {
     pub fn seed(&mut self, project: &str, service: &str, route: &str) {
-        self.services.entry(project.to_string()).or_default().insert(service.to_string());
+        self.services
+            .entry(project.to_string())
+            .or_default()
+            .insert(service.to_string());
         self.routes
             .entry((project.to_string(), service.to_string()))
             .or_default()
@@ -410,7 +454,10 @@ impl Cardinality {
         if service == OTHER_ROUTE {
             return OTHER_ROUTE.to_string();
         }
-        let set = self.routes.entry((project.to_string(), service.to_string())).or_default();
+        let set = self
+            .routes
+            .entry((project.to_string(), service.to_string()))
+            .or_default();
         if set.contains(route) {
             return route.to_string();
         }
@@ -476,12 +523,22 @@ mod tests {
     #[test]
     fn exponential_histograms_map_and_merge() {
         // scale 3 buckets around 100 ms: 2^(53/8) = 98.7
-        let raw = RawHist::Exponential { scale: 3, zero: 0, offset: 53, counts: vec![10] };
+        let raw = RawHist::Exponential {
+            scale: 3,
+            zero: 0,
+            offset: 53,
+            counts: vec![10],
+        };
         let h = raw.to_hist(1.0);
         let p = h.quantile(0.5).unwrap();
         assert!((95.0..110.0).contains(&p), "{p}");
         // a finer scale (6) downscales exactly into ours
-        let fine = RawHist::Exponential { scale: 6, zero: 2, offset: 53 * 8, counts: vec![5; 8] };
+        let fine = RawHist::Exponential {
+            scale: 6,
+            zero: 2,
+            offset: 53 * 8,
+            counts: vec![5; 8],
+        };
         let mut m = fine.to_hist(1.0);
         assert_eq!(m.buckets.get(&53).copied(), Some(40.0));
         m.merge(&h);
@@ -492,12 +549,34 @@ mod tests {
 
     #[test]
     fn cumulative_deltas_and_resets() {
-        let a = RawHist::Explicit { bounds: vec![1.0], counts: vec![3, 1] };
-        let b = RawHist::Explicit { bounds: vec![1.0], counts: vec![5, 1] };
-        assert_eq!(b.minus(&a), Some(RawHist::Explicit { bounds: vec![1.0], counts: vec![2, 0] }));
+        let a = RawHist::Explicit {
+            bounds: vec![1.0],
+            counts: vec![3, 1],
+        };
+        let b = RawHist::Explicit {
+            bounds: vec![1.0],
+            counts: vec![5, 1],
+        };
+        assert_eq!(
+            b.minus(&a),
+            Some(RawHist::Explicit {
+                bounds: vec![1.0],
+                counts: vec![2, 0]
+            })
+        );
         assert_eq!(a.minus(&b), None); // went down: a reset
-        let e1 = RawHist::Exponential { scale: 2, zero: 1, offset: 4, counts: vec![1, 2] };
-        let e2 = RawHist::Exponential { scale: 1, zero: 1, offset: 2, counts: vec![5] };
+        let e1 = RawHist::Exponential {
+            scale: 2,
+            zero: 1,
+            offset: 4,
+            counts: vec![1, 2],
+        };
+        let e2 = RawHist::Exponential {
+            scale: 1,
+            zero: 1,
+            offset: 2,
+            counts: vec![5],
+        };
         let d = e2.minus(&e1).unwrap();
         assert_eq!(d.count(), 2);
         let mut st = DeltaState::new(2);
@@ -511,7 +590,10 @@ mod tests {
 
     #[test]
     fn routes_collapse_ids_and_cap() {
-        assert_eq!(normalize_route(Some("/orders/<id>"), Some("/orders/5")), "/orders/<id>");
+        assert_eq!(
+            normalize_route(Some("/orders/<id>"), Some("/orders/5")),
+            "/orders/<id>"
+        );
         assert_eq!(normalize_route(None, Some("/orders/123?x=1")), "/orders/{id}");
         assert_eq!(
             normalize_route(None, Some("/u/550e8400-e29b-41d4-a716-446655440000/cart")),

@@ -15,10 +15,29 @@ pub struct Frame {
 }
 
 const JAVA_LIBRARY_PREFIXES: &[&str] = &[
-    "java.", "javax.", "jdk.", "sun.", "com.sun.", "jakarta.", "kotlin.", "scala.",
-    "org.springframework.", "org.apache.", "org.eclipse.", "org.hibernate.", "io.netty.",
-    "reactor.", "io.opentelemetry.", "io.micrometer.", "com.fasterxml.", "org.slf4j.",
-    "ch.qos.", "io.undertow.", "org.junit.", "net.bytebuddy.", "com.zaxxer.",
+    "java.",
+    "javax.",
+    "jdk.",
+    "sun.",
+    "com.sun.",
+    "jakarta.",
+    "kotlin.",
+    "scala.",
+    "org.springframework.",
+    "org.apache.",
+    "org.eclipse.",
+    "org.hibernate.",
+    "io.netty.",
+    "reactor.",
+    "io.opentelemetry.",
+    "io.micrometer.",
+    "com.fasterxml.",
+    "org.slf4j.",
+    "ch.qos.",
+    "io.undertow.",
+    "org.junit.",
+    "net.bytebuddy.",
+    "com.zaxxer.",
 ];
 
 fn python_library(file: &str) -> bool {
@@ -30,7 +49,10 @@ fn python_library(file: &str) -> bool {
 }
 
 fn node_library(file: &str) -> bool {
-    file.contains("node_modules") || file.starts_with("node:") || file.contains("(node:") || file.contains("internal/")
+    file.contains("node_modules")
+        || file.starts_with("node:")
+        || file.contains("(node:")
+        || file.contains("internal/")
 }
 
 /// Frames of a stack trace, innermost last as the runtime printed them.
@@ -55,11 +77,19 @@ pub fn parse_frames(stack: &str) -> Vec<Frame> {
             if let Some((func, loc)) = rest.split_once('(') {
                 let loc = loc.trim_end_matches(')');
                 let func = func.trim();
-                if loc.contains(".java") || loc.contains(".kt") || loc == "Native Method" || loc.starts_with("Unknown Source") {
+                if loc.contains(".java")
+                    || loc.contains(".kt")
+                    || loc == "Native Method"
+                    || loc.starts_with("Unknown Source")
+                {
                     let func = strip_java_module(func);
                     let lib = JAVA_LIBRARY_PREFIXES.iter().any(|p| func.starts_with(p));
                     let file = loc.split(':').next().unwrap_or("");
-                    frames.push(Frame { function: normalise_fn(func), file: file.to_string(), in_app: !lib });
+                    frames.push(Frame {
+                        function: normalise_fn(func),
+                        file: file.to_string(),
+                        in_app: !lib,
+                    });
                     continue;
                 }
                 // Node: at handler (/app/server.js:12:9)
@@ -73,7 +103,11 @@ pub fn parse_frames(stack: &str) -> Vec<Frame> {
             }
             // Node, anonymous: at /app/server.js:12:9
             let file = strip_line_col(rest);
-            frames.push(Frame { function: String::new(), file: basename(&file), in_app: !node_library(&file) });
+            frames.push(Frame {
+                function: String::new(),
+                file: basename(&file),
+                in_app: !node_library(&file),
+            });
         }
     }
     frames
@@ -87,10 +121,11 @@ fn strip_java_module(func: &str) -> &str {
 fn strip_line_col(loc: &str) -> String {
     let mut s = loc.trim().trim_end_matches(')').to_string();
     for _ in 0..2 {
-        if let Some((head, tail)) = s.rsplit_once(':') {
-            if !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) {
-                s = head.to_string();
-            }
+        if let Some((head, tail)) = s.rsplit_once(':')
+            && !tail.is_empty()
+            && tail.bytes().all(|b| b.is_ascii_digit())
+        {
+            s = head.to_string();
         }
     }
     s
@@ -175,10 +210,11 @@ pub fn type_from_stack(stack: &str) -> Option<(String, String)> {
         if t.is_empty() || t.starts_with("at ") || t.starts_with("File ") || t.starts_with("Traceback") {
             continue;
         }
-        if let Some((k, m)) = t.split_once(": ") {
-            if !k.contains(' ') && !k.is_empty() {
-                return Some((k.to_string(), m.to_string()));
-            }
+        if let Some((k, m)) = t.split_once(": ")
+            && !k.contains(' ')
+            && !k.is_empty()
+        {
+            return Some((k.to_string(), m.to_string()));
         }
     }
     None
@@ -210,13 +246,28 @@ mod tests {
     #[test]
     fn fingerprint_ignores_line_numbers_and_library_frames() {
         let moved = PY.replace("line 31", "line 35").replace("line 1473", "line 1500");
-        assert_eq!(fingerprint("RuntimeError", "boom 42", PY), fingerprint("RuntimeError", "boom 7", &moved));
+        assert_eq!(
+            fingerprint("RuntimeError", "boom 42", PY),
+            fingerprint("RuntimeError", "boom 7", &moved)
+        );
         let other = PY.replace("in error", "in orders");
-        assert_ne!(fingerprint("RuntimeError", "", PY), fingerprint("RuntimeError", "", &other));
-        assert_ne!(fingerprint("ValueError", "", PY), fingerprint("RuntimeError", "", PY));
+        assert_ne!(
+            fingerprint("RuntimeError", "", PY),
+            fingerprint("RuntimeError", "", &other)
+        );
+        assert_ne!(
+            fingerprint("ValueError", "", PY),
+            fingerprint("RuntimeError", "", PY)
+        );
         // no stack: type + message shape
-        assert_eq!(fingerprint("E", "id 5 missing", ""), fingerprint("E", "id 77 missing", ""));
-        assert_eq!(type_from_stack(JAVA).unwrap().0, "java.lang.IllegalStateException");
+        assert_eq!(
+            fingerprint("E", "id 5 missing", ""),
+            fingerprint("E", "id 77 missing", "")
+        );
+        assert_eq!(
+            type_from_stack(JAVA).unwrap().0,
+            "java.lang.IllegalStateException"
+        );
         assert_eq!(type_from_stack(PY).unwrap().0, "RuntimeError");
     }
 }

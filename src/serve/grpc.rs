@@ -6,11 +6,15 @@ use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -37,16 +41,22 @@ fn status(r: &Refusal) -> Status {
 
 impl Otlp {
     /// Auth, memory share, derivation, commit; returns the items dropped as out of window.
-    async fn ingest<T: Message>(&self, req: Request<T>, wrap: impl FnOnce(T) -> Decoded) -> Result<u64, Status> {
+    async fn ingest<T: Message>(
+        &self,
+        req: Request<T>,
+        wrap: impl FnOnce(T) -> Decoded,
+    ) -> Result<u64, Status> {
         let s = &self.0;
-        s.counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.counters
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = async {
             let key = req.metadata().get(KEY_HEADER).and_then(|v| v.to_str().ok());
             let project = s.project_for_key(key).ok_or(Refusal::Auth)?;
             let msg = req.into_inner();
             // the decoded message is already in memory (bounded by MAX_BODY per stream);
             // it and what derivation makes of it count against the cap from here on
-            let permit = s.admit(msg.encoded_len() * 4)?;
+            let permit = s.admit(msg.encoded_len() * 5)?;
             let batch = to_batch(s, &project, wrap(msg));
             let dropped = batch.n_dropped;
             s.commit(batch, permit).await?;
@@ -62,7 +72,10 @@ impl Otlp {
 
 #[tonic::async_trait]
 impl TraceService for Otlp {
-    async fn export(&self, req: Request<ExportTraceServiceRequest>) -> Result<Response<ExportTraceServiceResponse>, Status> {
+    async fn export(
+        &self,
+        req: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let dropped = self.ingest(req, Decoded::Traces).await?;
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: (dropped > 0).then(|| ExportTracePartialSuccess {
@@ -75,7 +88,10 @@ impl TraceService for Otlp {
 
 #[tonic::async_trait]
 impl MetricsService for Otlp {
-    async fn export(&self, req: Request<ExportMetricsServiceRequest>) -> Result<Response<ExportMetricsServiceResponse>, Status> {
+    async fn export(
+        &self,
+        req: Request<ExportMetricsServiceRequest>,
+    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let dropped = self.ingest(req, Decoded::Metrics).await?;
         Ok(Response::new(ExportMetricsServiceResponse {
             partial_success: (dropped > 0).then(|| ExportMetricsPartialSuccess {
@@ -88,9 +104,14 @@ impl MetricsService for Otlp {
 
 #[tonic::async_trait]
 impl LogsService for Otlp {
-    async fn export(&self, req: Request<ExportLogsServiceRequest>) -> Result<Response<ExportLogsServiceResponse>, Status> {
+    async fn export(
+        &self,
+        req: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         self.ingest(req, Decoded::Logs).await?;
-        Ok(Response::new(ExportLogsServiceResponse { partial_success: None }))
+        Ok(Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 

@@ -40,9 +40,18 @@ pub enum Encoding {
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/v1/traces", post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| handle(s, h, b, Signal::Traces)))
-        .route("/v1/metrics", post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| handle(s, h, b, Signal::Metrics)))
-        .route("/v1/logs", post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| handle(s, h, b, Signal::Logs)))
+        .route(
+            "/v1/traces",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| handle(s, h, b, Signal::Traces)),
+        )
+        .route(
+            "/v1/metrics",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| handle(s, h, b, Signal::Metrics)),
+        )
+        .route(
+            "/v1/logs",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| handle(s, h, b, Signal::Logs)),
+        )
         .layer(DefaultBodyLimit::disable())
         .with_state(shared)
 }
@@ -61,7 +70,8 @@ pub fn encoding_of(content_type: Option<&str>) -> Option<Encoding> {
 pub fn gunzip_bounded(data: &[u8], max: usize) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::with_capacity((data.len() * 4).min(max));
     let mut dec = flate2::read::GzDecoder::new(data).take(max as u64 + 1);
-    dec.read_to_end(&mut out).map_err(|e| Refusal::Malformed(format!("gzip: {e}")))?;
+    dec.read_to_end(&mut out)
+        .map_err(|e| Refusal::Malformed(format!("gzip: {e}")))?;
     if out.len() > max {
         return Err(Refusal::TooLarge);
     }
@@ -79,12 +89,24 @@ pub enum Decoded {
 pub fn decode(signal: Signal, enc: Encoding, body: &[u8]) -> Result<Decoded, Refusal> {
     let bad = |e: String| Refusal::Malformed(e);
     Ok(match (signal, enc) {
-        (Signal::Traces, Encoding::Protobuf) => Decoded::Traces(ExportTraceServiceRequest::decode(body).map_err(|e| bad(e.to_string()))?),
-        (Signal::Metrics, Encoding::Protobuf) => Decoded::Metrics(ExportMetricsServiceRequest::decode(body).map_err(|e| bad(e.to_string()))?),
-        (Signal::Logs, Encoding::Protobuf) => Decoded::Logs(ExportLogsServiceRequest::decode(body).map_err(|e| bad(e.to_string()))?),
-        (Signal::Traces, Encoding::Json) => Decoded::Traces(serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?),
-        (Signal::Metrics, Encoding::Json) => Decoded::Metrics(serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?),
-        (Signal::Logs, Encoding::Json) => Decoded::Logs(serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?),
+        (Signal::Traces, Encoding::Protobuf) => {
+            Decoded::Traces(ExportTraceServiceRequest::decode(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Metrics, Encoding::Protobuf) => {
+            Decoded::Metrics(ExportMetricsServiceRequest::decode(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Logs, Encoding::Protobuf) => {
+            Decoded::Logs(ExportLogsServiceRequest::decode(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Traces, Encoding::Json) => {
+            Decoded::Traces(serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Metrics, Encoding::Json) => {
+            Decoded::Metrics(serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Logs, Encoding::Json) => {
+            Decoded::Logs(serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?)
+        }
     })
 }
 
@@ -112,7 +134,11 @@ fn refusal_response(r: &Refusal) -> Response {
         )
             .into_response(),
         Refusal::Malformed(e) => (StatusCode::BAD_REQUEST, format!("malformed OTLP: {e}\n")).into_response(),
-        Refusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, format!("body over {MAX_BODY} bytes\n")).into_response(),
+        Refusal::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body over {MAX_BODY} bytes\n"),
+        )
+            .into_response(),
         Refusal::Unsupported(e) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{e}\n")).into_response(),
         Refusal::Internal(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -123,8 +149,16 @@ fn refusal_response(r: &Refusal) -> Response {
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
-    shared.counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Response {
+    shared
+        .counters
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match ingest(&shared, &headers, body, signal).await {
         Ok((enc, dropped)) => success(signal, enc, dropped),
         Err(r) => {
@@ -134,7 +168,12 @@ async fn handle(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bod
     }
 }
 
-async fn ingest(shared: &Shared, headers: &HeaderMap, body: Body, signal: Signal) -> Result<(Encoding, u64), Refusal> {
+async fn ingest(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Result<(Encoding, u64), Refusal> {
     let (enc, gzip, mut permit) = match admit(shared, headers) {
         Ok(v) => v,
         Err(r) => {
@@ -154,11 +193,11 @@ async fn ingest(shared: &Shared, headers: &HeaderMap, body: Body, signal: Signal
         }
     })?;
     shared.grow(&mut permit, raw.len())?;
-    // the body plus its decoded structures (~3x) must fit in the share
-    shared.grow(&mut permit, raw.len() * 4)?;
+    // the body plus its decoded structures and the rows made of them must fit in the share
+    shared.grow(&mut permit, raw.len() * 6)?;
     let data: Bytes = if gzip {
         let d = gunzip_bounded(&raw, MAX_BODY)?;
-        shared.grow(&mut permit, raw.len() + d.len() * 4)?;
+        shared.grow(&mut permit, raw.len() + d.len() * 6)?;
         Bytes::from(d)
     } else {
         raw
@@ -175,18 +214,30 @@ async fn ingest(shared: &Shared, headers: &HeaderMap, body: Body, signal: Signal
 
 /// Checks made before reading the body: key, content type and encoding, declared length,
 /// and the body's share of the memory cap.
-fn admit(shared: &Shared, headers: &HeaderMap) -> Result<(Encoding, bool, tokio::sync::OwnedSemaphorePermit), Refusal> {
+fn admit(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<(Encoding, bool, tokio::sync::OwnedSemaphorePermit), Refusal> {
     let key = headers.get(KEY_HEADER).and_then(|v| v.to_str().ok());
     if shared.project_for_key(key).is_none() {
         return Err(Refusal::Auth);
     }
-    let enc = encoding_of(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())).ok_or_else(|| {
-        Refusal::Unsupported("Content-Type must be application/x-protobuf or application/json".into())
-    })?;
-    let gzip = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::trim) {
+    let enc =
+        encoding_of(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())).ok_or_else(|| {
+            Refusal::Unsupported("Content-Type must be application/x-protobuf or application/json".into())
+        })?;
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
         None | Some("") | Some("identity") => false,
         Some(e) if e.eq_ignore_ascii_case("gzip") => true,
-        Some(e) => return Err(Refusal::Unsupported(format!("Content-Encoding {e} is not supported (gzip is)"))),
+        Some(e) => {
+            return Err(Refusal::Unsupported(format!(
+                "Content-Encoding {e} is not supported (gzip is)"
+            )));
+        }
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -196,7 +247,11 @@ fn admit(shared: &Shared, headers: &HeaderMap) -> Result<(Encoding, bool, tokio:
         return Err(Refusal::TooLarge);
     }
     // the body and what decoding makes of it count against the memory cap before it is read
-    let permit = shared.admit(declared.map(|n| n * if gzip { 8 } else { 4 }).unwrap_or(64 << 10))?;
+    let permit = shared.admit(
+        declared
+            .map(|n| n * if gzip { 10 } else { 6 })
+            .unwrap_or(64 << 10),
+    )?;
     Ok((enc, gzip, permit))
 }
 
@@ -239,25 +294,39 @@ fn success(signal: Signal, enc: Encoding, dropped: u64) -> Response {
     let (proto, json): (Vec<u8>, String) = match signal {
         Signal::Traces => {
             let r = ExportTraceServiceResponse {
-                partial_success: (dropped > 0).then(|| ExportTracePartialSuccess { rejected_spans: dropped as i64, error_message: msg }),
+                partial_success: (dropped > 0).then_some(ExportTracePartialSuccess {
+                    rejected_spans: dropped as i64,
+                    error_message: msg,
+                }),
             };
             (r.encode_to_vec(), json_or_empty(&r, dropped))
         }
         Signal::Metrics => {
             let r = ExportMetricsServiceResponse {
-                partial_success: (dropped > 0)
-                    .then(|| ExportMetricsPartialSuccess { rejected_data_points: dropped as i64, error_message: msg }),
+                partial_success: (dropped > 0).then_some(ExportMetricsPartialSuccess {
+                    rejected_data_points: dropped as i64,
+                    error_message: msg,
+                }),
             };
             (r.encode_to_vec(), json_or_empty(&r, dropped))
         }
         Signal::Logs => {
-            let r = ExportLogsServiceResponse { partial_success: None };
+            let r = ExportLogsServiceResponse {
+                partial_success: None,
+            };
             (r.encode_to_vec(), "{}".to_string())
         }
     };
     match enc {
-        Encoding::Protobuf => (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-protobuf")], proto).into_response(),
-        Encoding::Json => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Encoding::Protobuf => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            proto,
+        )
+            .into_response(),
+        Encoding::Json => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response()
+        }
     }
 }
 
@@ -267,8 +336,14 @@ mod tests {
 
     #[test]
     fn content_types_and_gzip_bounds() {
-        assert_eq!(encoding_of(Some("application/x-protobuf")), Some(Encoding::Protobuf));
-        assert_eq!(encoding_of(Some("application/json; charset=utf-8")), Some(Encoding::Json));
+        assert_eq!(
+            encoding_of(Some("application/x-protobuf")),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            encoding_of(Some("application/json; charset=utf-8")),
+            Some(Encoding::Json)
+        );
         assert_eq!(encoding_of(Some("text/plain")), None);
         use std::io::Write;
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -288,7 +363,9 @@ mod tests {
           "startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000",
           "attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}}],
           "status":{"code":1}}]}]}]}"#;
-        let Ok(Decoded::Traces(r)) = decode(Signal::Traces, Encoding::Json, body) else { panic!("decode") };
+        let Ok(Decoded::Traces(r)) = decode(Signal::Traces, Encoding::Json, body) else {
+            panic!("decode")
+        };
         let s = &r.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(s.trace_id.len(), 16);
         assert_eq!(s.kind, 2);

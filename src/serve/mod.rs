@@ -35,7 +35,7 @@ use store::Counters;
 /// Largest request body accepted, after decompression (OTLP/HTTP and gRPC).
 pub const MAX_BODY: usize = 16 << 20;
 /// Memory the process needs besides ingest buffers (runtime, SQLite caches, API).
-const BASE_MEMORY: u64 = 40 << 20;
+const BASE_MEMORY: u64 = 48 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -128,7 +128,7 @@ impl Shared {
     }
 
     pub fn reload_keys(&self) {
-        let projects = self.with_reader(|c| store::projects(c)).unwrap_or_default();
+        let projects = self.with_reader(store::projects).unwrap_or_default();
         if let Ok(mut k) = self.keys.write() {
             k.by_key = projects.into_iter().map(|(_, name, key)| (key, name)).collect();
             k.loaded = Instant::now();
@@ -137,14 +137,28 @@ impl Shared {
 
     pub fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        let conn = self.readers[i].lock().map_err(|_| anyhow::anyhow!("reader poisoned"))?;
+        let conn = self.readers[i]
+            .lock()
+            .map_err(|_| anyhow::anyhow!("reader poisoned"))?;
         f(&conn)
     }
 
     /// Hands a batch to the writer and waits until it is committed.
-    pub async fn commit(&self, batch: Batch, permit: OwnedSemaphorePermit) -> std::result::Result<(), Refusal> {
+    pub async fn commit(
+        &self,
+        batch: Batch,
+        permit: OwnedSemaphorePermit,
+    ) -> std::result::Result<(), Refusal> {
         let (tx, rx) = oneshot::channel();
-        if self.queue.try_send(Job { batch, reply: tx, permit }).is_err() {
+        if self
+            .queue
+            .try_send(Job {
+                batch,
+                reply: tx,
+                permit,
+            })
+            .is_err()
+        {
             self.counters.refused_overload.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Overload);
         }
@@ -172,13 +186,18 @@ fn warn_bind(what: &str, addr: &SocketAddr) {
     if !addr.ip().is_loopback() {
         eprintln!(
             "warning: {what} listens on {addr}, reachable from other machines; anyone who can reach it {}",
-            if what == "API" { "still needs the access token" } else { "and has an ingest key can send data" }
+            if what == "API" {
+                "still needs the access token"
+            } else {
+                "and has an ingest key can send data"
+            }
         );
     }
 }
 
 /// Runs the backend until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
+    limit_malloc_arenas();
     let dir = config.data_dir.clone();
     let conn = store::open(&dir)?;
     let token = store::token(&dir)?;
@@ -202,7 +221,10 @@ pub async fn run(config: Config) -> Result<()> {
     let shared = Arc::new(Shared {
         counters,
         deriver: Mutex::new(deriver),
-        keys: RwLock::new(Keys { by_key: HashMap::new(), loaded: Instant::now() }),
+        keys: RwLock::new(Keys {
+            by_key: HashMap::new(),
+            loaded: Instant::now(),
+        }),
         budget: Arc::new(Semaphore::new(budget_kib)),
         budget_kib,
         queue: tx,
@@ -270,6 +292,15 @@ pub async fn run(config: Config) -> Result<()> {
     drop(shared);
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     Ok(())
+}
+
+/// glibc keeps one malloc arena per thread that ever allocated (up to 8 per core), and
+/// freed memory in them is rarely returned; two arenas keep RSS close to what is in use.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 async fn shutdown_signal() {
@@ -346,7 +377,9 @@ fn writer_loop(mut writer: store::Writer, rx: mpsc::Receiver<Job>, shared: Arc<S
                 }
             }
         }
-        let over = store::db_size(writer.conn()).map(|s| s > writer.max_size).unwrap_or(false);
+        let over = store::db_size(writer.conn())
+            .map(|s| s > writer.max_size)
+            .unwrap_or(false);
         if over || last_maintenance.elapsed() >= Duration::from_secs(10) {
             if let Err(e) = writer.enforce_retention(&shared.counters, store::now_ms()) {
                 tracing::error!("retention failed: {e:#}");

@@ -141,7 +141,10 @@ fn str_of(v: &AnyValue) -> Option<&str> {
 }
 
 fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref())
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
 }
 
 fn attr_str<'a>(attrs: &'a [KeyValue], keys: &[&str]) -> Option<&'a str> {
@@ -193,9 +196,13 @@ pub fn any_to_json(v: &AnyValue, depth: usize) -> serde_json::Value {
                 json!(d.to_string())
             }
         }
-        Some(Value::ArrayValue(a)) => {
-            serde_json::Value::Array(a.values.iter().take(MAX_ATTRS).map(|x| any_to_json(x, depth + 1)).collect())
-        }
+        Some(Value::ArrayValue(a)) => serde_json::Value::Array(
+            a.values
+                .iter()
+                .take(MAX_ATTRS)
+                .map(|x| any_to_json(x, depth + 1))
+                .collect(),
+        ),
         Some(Value::KvlistValue(l)) => attrs_to_json(&l.values, depth + 1),
         Some(Value::BytesValue(b)) => json!(hex::encode(&b[..b.len().min(MAX_VALUE_LEN / 2)])),
         _ => serde_json::Value::Null,
@@ -205,7 +212,11 @@ pub fn any_to_json(v: &AnyValue, depth: usize) -> serde_json::Value {
 pub fn attrs_to_json(attrs: &[KeyValue], depth: usize) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for kv in attrs.iter().take(MAX_ATTRS) {
-        let v = kv.value.as_ref().map(|v| any_to_json(v, depth)).unwrap_or(serde_json::Value::Null);
+        let v = kv
+            .value
+            .as_ref()
+            .map(|v| any_to_json(v, depth))
+            .unwrap_or(serde_json::Value::Null);
         m.insert(clip(&kv.key, 256), v);
     }
     serde_json::Value::Object(m)
@@ -220,14 +231,22 @@ struct Resource {
 
 fn resource(d: &mut Deriver, project: &str, attrs: &mut [KeyValue], now_ms: i64) -> Resource {
     d.redactor.attributes(attrs);
-    let raw = attr_str(attrs, &["service.name"]).filter(|s| !s.is_empty()).unwrap_or("unknown_service");
+    let raw = attr_str(attrs, &["service.name"])
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown_service");
     let service = d.card.service(project, &clip(raw, 128));
     let info = ServiceInfo {
         name: service.clone(),
-        language: attr_str(attrs, &["telemetry.sdk.language"]).unwrap_or("").to_string(),
+        language: attr_str(attrs, &["telemetry.sdk.language"])
+            .unwrap_or("")
+            .to_string(),
         sdk: attr_str(attrs, &["telemetry.sdk.name"]).unwrap_or("").to_string(),
-        sdk_version: attr_str(attrs, &["telemetry.sdk.version"]).unwrap_or("").to_string(),
-        agent: attr_str(attrs, &["telemetry.distro.name", "telemetry.auto.name"]).unwrap_or("").to_string(),
+        sdk_version: attr_str(attrs, &["telemetry.sdk.version"])
+            .unwrap_or("")
+            .to_string(),
+        agent: attr_str(attrs, &["telemetry.distro.name", "telemetry.auto.name"])
+            .unwrap_or("")
+            .to_string(),
         agent_version: attr_str(attrs, &["telemetry.distro.version", "telemetry.auto.version"])
             .unwrap_or("")
             .to_string(),
@@ -239,7 +258,12 @@ fn resource(d: &mut Deriver, project: &str, attrs: &mut [KeyValue], now_ms: i64)
     attr_str(attrs, &["service.instance.id"]).hash(&mut h);
     attr_i64(attrs, &["process.pid"]).hash(&mut h);
     attr_str(attrs, &["host.name", "container.id"]).hash(&mut h);
-    Resource { service, info, ratio: attr_f64(attrs, "obs_stack.sampling_ratio"), identity: h.finish() }
+    Resource {
+        service,
+        info,
+        ratio: attr_f64(attrs, "obs_stack.sampling_ratio"),
+        identity: h.finish(),
+    }
 }
 
 fn note_service(batch: &mut Batch, info: ServiceInfo) {
@@ -253,7 +277,10 @@ fn record_red(batch: &mut Batch, key: RedKey, count: f64, hist: Hist) {
 }
 
 pub fn traces(d: &mut Deriver, project: &str, mut req: ExportTraceServiceRequest, now_ms: i64) -> Batch {
-    let mut batch = Batch { project: project.to_string(), ..Default::default() };
+    let mut batch = Batch {
+        project: project.to_string(),
+        ..Default::default()
+    };
     for rs in &mut req.resource_spans {
         let mut rattrs = rs.resource.take().map(|r| r.attributes).unwrap_or_default();
         let res = resource(d, project, &mut rattrs, now_ms);
@@ -271,8 +298,11 @@ pub fn traces(d: &mut Deriver, project: &str, mut req: ExportTraceServiceRequest
                 d.redactor.attributes(&mut span.attributes);
                 d.redactor.in_place(&mut span.name);
                 let a = &span.attributes;
-                let method = attr_str(a, &["http.request.method", "http.method"]).unwrap_or("").to_string();
-                let http_status = attr_i64(a, &["http.response.status_code", "http.status_code"]).unwrap_or(0);
+                let method = attr_str(a, &["http.request.method", "http.method"])
+                    .unwrap_or("")
+                    .to_string();
+                let http_status =
+                    attr_i64(a, &["http.response.status_code", "http.status_code"]).unwrap_or(0);
                 let is_http = !method.is_empty() || http_status != 0;
                 let route = if is_http {
                     let r = derive::normalize_route(
@@ -358,8 +388,17 @@ pub fn traces(d: &mut Deriver, project: &str, mut req: ExportTraceServiceRequest
 /// Which runtime series are kept (everything else that is not HTTP RED is counted, not stored).
 fn is_runtime(name: &str) -> bool {
     const PREFIXES: &[&str] = &[
-        "process.", "jvm.", "nodejs.", "v8js.", "cpython.", "python.", "runtime.", "container.", "system.cpu.",
-        "system.memory.", "http.check.",
+        "process.",
+        "jvm.",
+        "nodejs.",
+        "v8js.",
+        "cpython.",
+        "python.",
+        "runtime.",
+        "container.",
+        "system.cpu.",
+        "system.memory.",
+        "http.check.",
     ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
@@ -403,7 +442,10 @@ fn to_ms_factor(unit: &str, default: f64) -> f64 {
 }
 
 pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequest, now_ms: i64) -> Batch {
-    let mut batch = Batch { project: project.to_string(), ..Default::default() };
+    let mut batch = Batch {
+        project: project.to_string(),
+        ..Default::default()
+    };
     for rm in &mut req.resource_metrics {
         let mut rattrs = rm.resource.take().map(|r| r.attributes).unwrap_or_default();
         let res = resource(d, project, &mut rattrs, now_ms);
@@ -416,20 +458,36 @@ pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequ
                     _ => None,
                 };
                 let runtime = is_runtime(&metric.name);
-                let Some(data) = metric.data.as_mut() else { continue };
+                let Some(data) = metric.data.as_mut() else {
+                    continue;
+                };
                 match data {
                     Data::Histogram(h) => {
                         let cumulative = h.aggregation_temporality == 2;
                         for p in &mut h.data_points {
                             batch.n_points += 1;
-                            let raw = RawHist::Explicit { bounds: p.explicit_bounds.clone(), counts: p.bucket_counts.clone() };
-                            if p.bucket_counts.len() != p.explicit_bounds.len() + 1 && !p.bucket_counts.is_empty() {
+                            let raw = RawHist::Explicit {
+                                bounds: p.explicit_bounds.clone(),
+                                counts: p.bucket_counts.clone(),
+                            };
+                            if p.bucket_counts.len() != p.explicit_bounds.len() + 1
+                                && !p.bucket_counts.is_empty()
+                            {
                                 continue; // malformed point
                             }
                             let key = stream_key(res.identity, &metric.name, &p.attributes);
                             let sum_key = key ^ 0x5eed;
                             let sum = p.sum.unwrap_or(0.0);
-                            let (delta, dsum) = cumulative_delta(d, cumulative, key, sum_key, p.start_time_unix_nano, p.time_unix_nano, raw, sum);
+                            let (delta, dsum) = cumulative_delta(
+                                d,
+                                cumulative,
+                                key,
+                                sum_key,
+                                p.start_time_unix_nano,
+                                p.time_unix_nano,
+                                raw,
+                                sum,
+                            );
                             let ts_ms = (p.time_unix_nano / 1_000_000) as i64;
                             if !d.in_window(ts_ms, now_ms) {
                                 batch.n_dropped += 1;
@@ -438,10 +496,39 @@ pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequ
                             let Some(delta) = delta else { continue };
                             if let Some(f) = red_unit {
                                 d.redactor.attributes(&mut p.attributes);
-                                red_point(d, &mut batch, project, &res.service, &p.attributes, ts_ms, &delta, f);
+                                red_point(
+                                    d,
+                                    &mut batch,
+                                    project,
+                                    &res.service,
+                                    &p.attributes,
+                                    ts_ms,
+                                    &delta,
+                                    f,
+                                );
                             } else if runtime {
-                                runtime_point(d, &mut batch, project, &res.service, &format!("{}.sum", metric.name), &p.attributes, &metric.unit, ts_ms, dsum);
-                                runtime_point(d, &mut batch, project, &res.service, &format!("{}.count", metric.name), &p.attributes, "{count}", ts_ms, delta.count() as f64);
+                                runtime_point(
+                                    d,
+                                    &mut batch,
+                                    project,
+                                    &res.service,
+                                    &format!("{}.sum", metric.name),
+                                    &p.attributes,
+                                    &metric.unit,
+                                    ts_ms,
+                                    dsum,
+                                );
+                                runtime_point(
+                                    d,
+                                    &mut batch,
+                                    project,
+                                    &res.service,
+                                    &format!("{}.count", metric.name),
+                                    &p.attributes,
+                                    "{count}",
+                                    ts_ms,
+                                    delta.count() as f64,
+                                );
                             }
                         }
                     }
@@ -453,10 +540,24 @@ pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequ
                             if pos.bucket_counts.len() > 4096 {
                                 continue;
                             }
-                            let raw = RawHist::Exponential { scale: p.scale, zero: p.zero_count, offset: pos.offset, counts: pos.bucket_counts };
+                            let raw = RawHist::Exponential {
+                                scale: p.scale,
+                                zero: p.zero_count,
+                                offset: pos.offset,
+                                counts: pos.bucket_counts,
+                            };
                             let key = stream_key(res.identity, &metric.name, &p.attributes);
                             let sum = p.sum.unwrap_or(0.0);
-                            let (delta, dsum) = cumulative_delta(d, cumulative, key, key ^ 0x5eed, p.start_time_unix_nano, p.time_unix_nano, raw, sum);
+                            let (delta, dsum) = cumulative_delta(
+                                d,
+                                cumulative,
+                                key,
+                                key ^ 0x5eed,
+                                p.start_time_unix_nano,
+                                p.time_unix_nano,
+                                raw,
+                                sum,
+                            );
                             let ts_ms = (p.time_unix_nano / 1_000_000) as i64;
                             if !d.in_window(ts_ms, now_ms) {
                                 batch.n_dropped += 1;
@@ -465,9 +566,28 @@ pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequ
                             let Some(delta) = delta else { continue };
                             if let Some(f) = red_unit {
                                 d.redactor.attributes(&mut p.attributes);
-                                red_point(d, &mut batch, project, &res.service, &p.attributes, ts_ms, &delta, f);
+                                red_point(
+                                    d,
+                                    &mut batch,
+                                    project,
+                                    &res.service,
+                                    &p.attributes,
+                                    ts_ms,
+                                    &delta,
+                                    f,
+                                );
                             } else if runtime {
-                                runtime_point(d, &mut batch, project, &res.service, &format!("{}.sum", metric.name), &p.attributes, &metric.unit, ts_ms, dsum);
+                                runtime_point(
+                                    d,
+                                    &mut batch,
+                                    project,
+                                    &res.service,
+                                    &format!("{}.sum", metric.name),
+                                    &p.attributes,
+                                    &metric.unit,
+                                    ts_ms,
+                                    dsum,
+                                );
                             }
                         }
                     }
@@ -477,7 +597,17 @@ pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequ
                             let ts_ms = (p.time_unix_nano / 1_000_000) as i64;
                             if runtime && d.in_window(ts_ms, now_ms) {
                                 let v = number(&p.value);
-                                runtime_point(d, &mut batch, project, &res.service, &metric.name, &p.attributes, &metric.unit, ts_ms, v);
+                                runtime_point(
+                                    d,
+                                    &mut batch,
+                                    project,
+                                    &res.service,
+                                    &metric.name,
+                                    &p.attributes,
+                                    &metric.unit,
+                                    ts_ms,
+                                    v,
+                                );
                             }
                         }
                     }
@@ -491,24 +621,55 @@ pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequ
                             }
                             let v = number(&p.value);
                             if !s.is_monotonic {
-                                runtime_point(d, &mut batch, project, &res.service, &metric.name, &p.attributes, &metric.unit, ts_ms, v);
+                                runtime_point(
+                                    d,
+                                    &mut batch,
+                                    project,
+                                    &res.service,
+                                    &metric.name,
+                                    &p.attributes,
+                                    &metric.unit,
+                                    ts_ms,
+                                    v,
+                                );
                                 continue;
                             }
                             // monotonic counters become rates per second
                             let key = stream_key(res.identity, &metric.name, &p.attributes);
                             let (delta, secs) = if cumulative {
                                 let prev = d.sums.swap(key, p.start_time_unix_nano, v);
-                                let prev_time = d.sums.swap(key ^ 1, p.start_time_unix_nano, p.time_unix_nano as f64);
+                                let prev_time =
+                                    d.sums
+                                        .swap(key ^ 1, p.start_time_unix_nano, p.time_unix_nano as f64);
                                 match (prev, prev_time) {
-                                    (Some(pv), Some(pt)) if v >= pv => (v - pv, (p.time_unix_nano as f64 - pt) / 1e9),
+                                    (Some(pv), Some(pt)) if v >= pv => {
+                                        (v - pv, (p.time_unix_nano as f64 - pt) / 1e9)
+                                    }
                                     _ => continue,
                                 }
                             } else {
-                                (v, (p.time_unix_nano.saturating_sub(p.start_time_unix_nano)) as f64 / 1e9)
+                                (
+                                    v,
+                                    (p.time_unix_nano.saturating_sub(p.start_time_unix_nano)) as f64 / 1e9,
+                                )
                             };
                             if secs > 0.0 {
-                                let unit = if metric.unit.is_empty() { "1/s".to_string() } else { format!("{}/s", metric.unit) };
-                                runtime_point(d, &mut batch, project, &res.service, &metric.name, &p.attributes, &unit, ts_ms, delta / secs);
+                                let unit = if metric.unit.is_empty() {
+                                    "1/s".to_string()
+                                } else {
+                                    format!("{}/s", metric.unit)
+                                };
+                                runtime_point(
+                                    d,
+                                    &mut batch,
+                                    project,
+                                    &res.service,
+                                    &metric.name,
+                                    &p.attributes,
+                                    &unit,
+                                    ts_ms,
+                                    delta / secs,
+                                );
                             }
                         }
                     }
@@ -556,14 +717,28 @@ fn cumulative_delta(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn red_point(d: &mut Deriver, batch: &mut Batch, project: &str, service: &str, a: &[KeyValue], ts_ms: i64, delta: &RawHist, to_ms: f64) {
+fn red_point(
+    d: &mut Deriver,
+    batch: &mut Batch,
+    project: &str,
+    service: &str,
+    a: &[KeyValue],
+    ts_ms: i64,
+    delta: &RawHist,
+    to_ms: f64,
+) {
     let count = delta.count();
     if count == 0 {
         return;
     }
-    let method = attr_str(a, &["http.request.method", "http.method"]).unwrap_or("").to_string();
+    let method = attr_str(a, &["http.request.method", "http.method"])
+        .unwrap_or("")
+        .to_string();
     let status = attr_i64(a, &["http.response.status_code", "http.status_code"]).unwrap_or(0);
-    let route = derive::normalize_route(attr_str(a, &["http.route"]), attr_str(a, &["url.path", "http.target"]));
+    let route = derive::normalize_route(
+        attr_str(a, &["http.route"]),
+        attr_str(a, &["url.path", "http.target"]),
+    );
     let route = d.card.route(project, service, &route);
     let key = RedKey {
         service: service.to_string(),
@@ -577,14 +752,24 @@ fn red_point(d: &mut Deriver, batch: &mut Batch, project: &str, service: &str, a
 }
 
 #[allow(clippy::too_many_arguments)]
-fn runtime_point(d: &mut Deriver, batch: &mut Batch, project: &str, service: &str, name: &str, a: &[KeyValue], unit: &str, ts_ms: i64, value: f64) {
+fn runtime_point(
+    d: &mut Deriver,
+    batch: &mut Batch,
+    project: &str,
+    service: &str,
+    name: &str,
+    a: &[KeyValue],
+    unit: &str,
+    ts_ms: i64,
+    value: f64,
+) {
     if !value.is_finite() {
         return;
     }
     let series = series_name(name, a);
     // bounded: at most MAX_RUNTIME_SERIES series per service (shares the route cap's table)
     let capped = d.card.route(project, &format!("runtime:{service}"), &series);
-    debug_assert!(MAX_RUNTIME_SERIES >= derive::MAX_ROUTES_PER_SERVICE);
+    const { assert!(MAX_RUNTIME_SERIES >= derive::MAX_ROUTES_PER_SERVICE) };
     if capped == OTHER_ROUTE {
         return;
     }
@@ -598,7 +783,10 @@ fn runtime_point(d: &mut Deriver, batch: &mut Batch, project: &str, service: &st
 }
 
 pub fn logs(d: &mut Deriver, project: &str, mut req: ExportLogsServiceRequest, now_ms: i64) -> Batch {
-    let mut batch = Batch { project: project.to_string(), ..Default::default() };
+    let mut batch = Batch {
+        project: project.to_string(),
+        ..Default::default()
+    };
     for rl in &mut req.resource_logs {
         let mut rattrs = rl.resource.take().map(|r| r.attributes).unwrap_or_default();
         let res = resource(d, project, &mut rattrs, now_ms);
@@ -606,9 +794,14 @@ pub fn logs(d: &mut Deriver, project: &str, mut req: ExportLogsServiceRequest, n
         for sl in &mut rl.scope_logs {
             for rec in &mut sl.log_records {
                 batch.n_logs += 1;
-                let ts = if rec.time_unix_nano > 0 { rec.time_unix_nano } else { rec.observed_time_unix_nano };
+                let ts = if rec.time_unix_nano > 0 {
+                    rec.time_unix_nano
+                } else {
+                    rec.observed_time_unix_nano
+                };
                 let ts_ms = (ts / 1_000_000) as i64;
-                let has_exc = attr(&rec.attributes, "exception.type").is_some() || attr(&rec.attributes, "exception.stacktrace").is_some();
+                let has_exc = attr(&rec.attributes, "exception.type").is_some()
+                    || attr(&rec.attributes, "exception.stacktrace").is_some();
                 if !(rec.severity_number >= 17 || has_exc) {
                     continue;
                 }
@@ -619,17 +812,35 @@ pub fn logs(d: &mut Deriver, project: &str, mut req: ExportLogsServiceRequest, n
                 d.redactor.attributes(&mut rec.attributes);
                 let mut body = rec.body.as_ref().and_then(str_of).unwrap_or("").to_string();
                 d.redactor.in_place(&mut body);
-                let stack = attr_str(&rec.attributes, &["exception.stacktrace"]).unwrap_or("").to_string();
+                let stack = attr_str(&rec.attributes, &["exception.stacktrace"])
+                    .unwrap_or("")
+                    .to_string();
                 let (kind, message) = match attr_str(&rec.attributes, &["exception.type"]) {
-                    Some(k) => (k.to_string(), attr_str(&rec.attributes, &["exception.message"]).unwrap_or(&body).to_string()),
+                    Some(k) => (
+                        k.to_string(),
+                        attr_str(&rec.attributes, &["exception.message"])
+                            .unwrap_or(&body)
+                            .to_string(),
+                    ),
                     None => errors::type_from_stack(if stack.is_empty() { &body } else { &stack })
-                        .filter(|_| !stack.is_empty() || body.contains("Traceback") || body.contains("\n    at "))
+                        .filter(|_| {
+                            !stack.is_empty() || body.contains("Traceback") || body.contains("\n    at ")
+                        })
                         .unwrap_or_else(|| {
-                            let sev = if rec.severity_text.is_empty() { "ERROR" } else { rec.severity_text.as_str() };
+                            let sev = if rec.severity_text.is_empty() {
+                                "ERROR"
+                            } else {
+                                rec.severity_text.as_str()
+                            };
                             (format!("log.{}", sev.to_lowercase()), body.clone())
                         }),
                 };
-                let stack = if stack.is_empty() && (body.contains("Traceback") || body.contains("\n    at ")) { body.clone() } else { stack };
+                let stack = if stack.is_empty() && (body.contains("Traceback") || body.contains("\n    at "))
+                {
+                    body.clone()
+                } else {
+                    stack
+                };
                 let message = message.lines().next().unwrap_or("").to_string();
                 batch.errors.push(ErrorEvent {
                     fingerprint: errors::fingerprint(&kind, &message, &stack),
@@ -656,7 +867,11 @@ mod tests {
     use opentelemetry_proto::tonic::resource::v1::Resource as PResource;
 
     fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
     }
 
     fn hist_req(count: u64, start: u64, time: u64) -> ExportMetricsServiceRequest {
@@ -707,6 +922,9 @@ mod tests {
         assert_eq!(total(&b1), 10.0);
         assert_eq!(total(&b2), 15.0);
         let k = b2.red.keys().next().unwrap();
-        assert_eq!((k.route.as_str(), k.method.as_str(), k.class.as_str(), k.source), ("/orders/<id>", "GET", "2xx", 'm'));
+        assert_eq!(
+            (k.route.as_str(), k.method.as_str(), k.class.as_str(), k.source),
+            ("/orders/<id>", "GET", "2xx", 'm')
+        );
     }
 }

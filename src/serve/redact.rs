@@ -33,7 +33,8 @@ impl Redactor {
             .get_file(DEFAULT_RULES)
             .and_then(|f| f.contents_utf8())
             .context("the built-in redaction rules are missing")?;
-        let mut rules: Rules = serde_yaml_ng::from_str(builtin).context("parsing the built-in redaction rules")?;
+        let mut rules: Rules =
+            serde_yaml_ng::from_str(builtin).context("parsing the built-in redaction rules")?;
         if let Some(text) = extra {
             let more: Rules = serde_yaml_ng::from_str(text).context("parsing redaction.yaml")?;
             rules.blocked_values.extend(more.blocked_values);
@@ -49,7 +50,11 @@ impl Redactor {
             .map(|p| Regex::new(p).with_context(|| format!("invalid redaction pattern {p:?}")))
             .collect::<Result<Vec<_>>>()?;
         // Key patterns are anchored like the collector's (a full match of the key).
-        let keys: Vec<String> = rules.blocked_key_patterns.iter().map(|p| format!("^(?:{p})$")).collect();
+        let keys: Vec<String> = rules
+            .blocked_key_patterns
+            .iter()
+            .map(|p| format!("^(?:{p})$"))
+            .collect();
         Ok(Redactor {
             value_set: RegexSet::new(&rules.blocked_values)?,
             values,
@@ -83,7 +88,9 @@ impl Redactor {
     pub fn attributes(&self, attrs: &mut [KeyValue]) {
         for kv in attrs {
             if self.key_blocked(&kv.key) {
-                kv.value = Some(AnyValue { value: Some(Value::StringValue(MASK.to_string())) });
+                kv.value = Some(AnyValue {
+                    value: Some(Value::StringValue(MASK.to_string())),
+                });
             } else if let Some(v) = kv.value.as_mut() {
                 self.any_value(v, 0);
             }
@@ -105,7 +112,9 @@ impl Redactor {
             Some(Value::KvlistValue(l)) => {
                 for kv in &mut l.values {
                     if self.key_blocked(&kv.key) {
-                        kv.value = Some(AnyValue { value: Some(Value::StringValue(MASK.to_string())) });
+                        kv.value = Some(AnyValue {
+                            value: Some(Value::StringValue(MASK.to_string())),
+                        });
                     } else if let Some(x) = kv.value.as_mut() {
                         self.any_value(x, depth + 1);
                     }
@@ -124,7 +133,13 @@ mod tests {
     use super::*;
 
     fn kv(k: &str, v: &str) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }), ..Default::default() }
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
     }
 
     fn s(kv: &KeyValue) -> &str {

@@ -63,7 +63,10 @@ impl Counters {
     }
 
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        self.fields().iter().map(|(k, v)| (*k, v.load(Ordering::Relaxed))).collect()
+        self.fields()
+            .iter()
+            .map(|(k, v)| (*k, v.load(Ordering::Relaxed)))
+            .collect()
     }
 
     pub fn load(&self, conn: &Connection) -> Result<()> {
@@ -93,7 +96,8 @@ pub fn db_path(dir: &Path) -> PathBuf {
 
 /// Opens (creating when needed) the database with the pragmas every connection uses.
 pub fn open(dir: &Path) -> Result<Connection> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     let path = db_path(dir);
     let conn = Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -139,7 +143,9 @@ pub fn project_add(conn: &Connection, name: &str) -> Result<String> {
         anyhow::bail!("invalid project name {name:?}: 1-128 printable characters");
     }
     if let Some(k) = conn
-        .query_row("SELECT ingest_key FROM projects WHERE name=?1", [name], |r| r.get::<_, String>(0))
+        .query_row("SELECT ingest_key FROM projects WHERE name=?1", [name], |r| {
+            r.get::<_, String>(0)
+        })
         .optional()?
     {
         return Ok(k);
@@ -149,7 +155,11 @@ pub fn project_add(conn: &Connection, name: &str) -> Result<String> {
         "INSERT OR IGNORE INTO projects(name, ingest_key, created_ms) VALUES (?1, ?2, ?3)",
         params![name, key, now_ms()],
     )?;
-    Ok(conn.query_row("SELECT ingest_key FROM projects WHERE name=?1", [name], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT ingest_key FROM projects WHERE name=?1", [name], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// Every project: (id, name, ingest key).
@@ -183,7 +193,9 @@ pub fn token(dir: &Path) -> Result<String> {
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        let mut f = opts.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         f.write_all(t.as_bytes())?;
         f.sync_all()?;
     }
@@ -234,7 +246,13 @@ pub struct Writer {
 impl Writer {
     pub fn new(conn: Connection, retention_ms: i64, max_size: i64) -> Result<Writer> {
         let parts = partitions(&conn)?.into_iter().map(|(h, _)| h).collect();
-        Ok(Writer { conn, parts, pids: HashMap::new(), retention_ms, max_size })
+        Ok(Writer {
+            conn,
+            parts,
+            pids: HashMap::new(),
+            retention_ms,
+            max_size,
+        })
     }
 
     pub fn conn(&self) -> &Connection {
@@ -285,7 +303,9 @@ impl Writer {
                     counters.received_spans.fetch_add(b.n_spans, Ordering::Relaxed);
                     counters.received_points.fetch_add(b.n_points, Ordering::Relaxed);
                     counters.received_logs.fetch_add(b.n_logs, Ordering::Relaxed);
-                    counters.dropped_out_of_window.fetch_add(b.n_dropped, Ordering::Relaxed);
+                    counters
+                        .dropped_out_of_window
+                        .fetch_add(b.n_dropped, Ordering::Relaxed);
                     out.push(Ok(()));
                 }
                 Err(e) => {
@@ -356,7 +376,15 @@ impl Writer {
                      AND class=?5 AND bucket_ms=?6 AND source=?7",
                 )?
                 .query_row(
-                    params![pid, k.service, k.route, k.method, k.class, k.bucket_ms, k.source.to_string()],
+                    params![
+                        pid,
+                        k.service,
+                        k.route,
+                        k.method,
+                        k.class,
+                        k.bucket_ms,
+                        k.source.to_string()
+                    ],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
@@ -385,7 +413,14 @@ impl Writer {
         for p in &b.runtime {
             self.conn
                 .prepare_cached("INSERT OR REPLACE INTO runtime VALUES (?1,?2,?3,?4,?5,?6)")?
-                .execute(params![pid, p.service, p.name, p.unit, super::derive::bucket_of(p.ts_ms), p.value])?;
+                .execute(params![
+                    pid,
+                    p.service,
+                    p.name,
+                    p.unit,
+                    super::derive::bucket_of(p.ts_ms),
+                    p.value
+                ])?;
         }
         for s in b.services.values() {
             self.conn
@@ -439,12 +474,12 @@ impl Writer {
                 if let Some(r) = &e.route {
                     push_bounded(&mut routes, r, 20);
                 }
-                if let Some(t) = &e.trace_id {
-                    if !traces.contains(t) {
-                        traces.push(t.clone());
-                        if traces.len() > 10 {
-                            traces.remove(0);
-                        }
+                if let Some(t) = &e.trace_id
+                    && !traces.contains(t)
+                {
+                    traces.push(t.clone());
+                    if traces.len() > 10 {
+                        traces.remove(0);
                     }
                 }
             }
@@ -494,24 +529,44 @@ impl Writer {
             dropped += n as u64;
             size = db_size(&self.conn)?;
         }
-        if size > self.max_size {
-            if let Some((h, _)) = remaining.first().copied() {
+        if size > self.max_size
+            && let Some((h, _)) = remaining.first().copied()
+        {
+            {
                 let t = part_table(h);
-                let n: i64 = self.conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))?;
+                let n: i64 = self
+                    .conn
+                    .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))?;
                 let cut = (n / 4).max(1);
                 let deleted = self.conn.execute(
-                    &format!("DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} ORDER BY rowid LIMIT ?1)"),
+                    &format!(
+                        "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM {t} ORDER BY rowid LIMIT ?1)"
+                    ),
                     [cut],
                 )?;
-                self.conn.execute("UPDATE partitions SET spans = max(0, spans - ?1) WHERE hour = ?2", params![deleted as i64, h])?;
+                self.conn.execute(
+                    "UPDATE partitions SET spans = max(0, spans - ?1) WHERE hour = ?2",
+                    params![deleted as i64, h],
+                )?;
                 dropped += deleted as u64;
             }
         }
-        let oldest_kept = remaining.first().map(|(h, _)| h * HOUR_MS).unwrap_or(cutoff).max(cutoff);
-        let derived_cutoff = if size > self.max_size || dropped > 0 { oldest_kept } else { cutoff };
-        self.conn.execute("DELETE FROM red WHERE bucket_ms < ?1", [derived_cutoff])?;
-        self.conn.execute("DELETE FROM runtime WHERE bucket_ms < ?1", [derived_cutoff])?;
-        self.conn.execute("DELETE FROM error_groups WHERE last_ms < ?1", [cutoff])?;
+        let oldest_kept = remaining
+            .first()
+            .map(|(h, _)| h * HOUR_MS)
+            .unwrap_or(cutoff)
+            .max(cutoff);
+        let derived_cutoff = if size > self.max_size || dropped > 0 {
+            oldest_kept
+        } else {
+            cutoff
+        };
+        self.conn
+            .execute("DELETE FROM red WHERE bucket_ms < ?1", [derived_cutoff])?;
+        self.conn
+            .execute("DELETE FROM runtime WHERE bucket_ms < ?1", [derived_cutoff])?;
+        self.conn
+            .execute("DELETE FROM error_groups WHERE last_ms < ?1", [cutoff])?;
         if dropped > 0 {
             counters.dropped_retention.fetch_add(dropped, Ordering::Relaxed);
             counters.save(&self.conn)?;
@@ -582,27 +637,41 @@ struct RedRow {
     hist: Hist,
 }
 
-fn red_rows(conn: &Connection, pid: i64, from: i64, to: i64, service: Option<&str>, route: Option<&str>) -> Result<Vec<RedRow>> {
+fn red_rows(
+    conn: &Connection,
+    pid: i64,
+    from: i64,
+    to: i64,
+    service: Option<&str>,
+    route: Option<&str>,
+) -> Result<Vec<RedRow>> {
     let mut st = conn.prepare_cached(
         "SELECT service, route, method, class, bucket_ms, source, count, hist FROM red
          WHERE pid=?1 AND bucket_ms >= ?2 AND bucket_ms < ?3
            AND (?4 IS NULL OR service = ?4) AND (?5 IS NULL OR route = ?5)",
     )?;
-    let rows = st.query_map(params![pid, from - from.rem_euclid(10_000), to, service, route], |r| {
-        Ok(RedRow {
-            service: r.get(0)?,
-            route: r.get(1)?,
-            method: r.get(2)?,
-            class: r.get(3)?,
-            bucket_ms: r.get(4)?,
-            source: r.get(5)?,
-            count: r.get(6)?,
-            hist: Hist::decode(&r.get::<_, Vec<u8>>(7)?),
-        })
-    })?;
+    let rows = st.query_map(
+        params![pid, from - from.rem_euclid(10_000), to, service, route],
+        |r| {
+            Ok(RedRow {
+                service: r.get(0)?,
+                route: r.get(1)?,
+                method: r.get(2)?,
+                class: r.get(3)?,
+                bucket_ms: r.get(4)?,
+                source: r.get(5)?,
+                count: r.get(6)?,
+                hist: Hist::decode(&r.get::<_, Vec<u8>>(7)?),
+            })
+        },
+    )?;
     let rows: Vec<RedRow> = rows.collect::<std::result::Result<_, _>>()?;
     // per service, metrics win over spans: agents' metrics count every request
-    let with_metrics: BTreeSet<String> = rows.iter().filter(|r| r.source == "m").map(|r| r.service.clone()).collect();
+    let with_metrics: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| r.source == "m")
+        .map(|r| r.service.clone())
+        .collect();
     Ok(rows
         .into_iter()
         .filter(|r| r.source == "m" || !with_metrics.contains(&r.service))
@@ -621,7 +690,9 @@ pub fn services(conn: &Connection, pid: i64, from: i64, to: i64) -> Result<Vec<S
     let secs = ((to - from) as f64 / 1000.0).max(1.0);
     let mut agg: BTreeMap<String, (f64, f64, Hist, &'static str)> = BTreeMap::new();
     for r in red_rows(conn, pid, from, to, None, None)? {
-        let e = agg.entry(r.service.clone()).or_insert_with(|| (0.0, 0.0, Hist::default(), "spans"));
+        let e = agg
+            .entry(r.service.clone())
+            .or_insert_with(|| (0.0, 0.0, Hist::default(), "spans"));
         e.0 += r.count;
         if r.class == "5xx" {
             e.1 += r.count;
@@ -689,9 +760,12 @@ pub struct RouteRow {
     pub status_classes: BTreeMap<String, f64>,
 }
 
+/// calls, errors, merged histogram, calls per status class
+type Agg = (f64, f64, Hist, BTreeMap<String, f64>);
+
 pub fn routes(conn: &Connection, pid: i64, service: &str, from: i64, to: i64) -> Result<Vec<RouteRow>> {
     let secs = ((to - from) as f64 / 1000.0).max(1.0);
-    let mut agg: BTreeMap<(String, String), (f64, f64, Hist, BTreeMap<String, f64>)> = BTreeMap::new();
+    let mut agg: BTreeMap<(String, String), Agg> = BTreeMap::new();
     for r in red_rows(conn, pid, from, to, Some(service), None)? {
         let e = agg.entry((r.route, r.method)).or_default();
         e.0 += r.count;
@@ -730,7 +804,15 @@ pub struct SeriesPoint {
     pub p99_ms: Option<f64>,
 }
 
-pub fn series(conn: &Connection, pid: i64, service: &str, route: Option<&str>, from: i64, to: i64, step: i64) -> Result<Vec<SeriesPoint>> {
+pub fn series(
+    conn: &Connection,
+    pid: i64,
+    service: &str,
+    route: Option<&str>,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Result<Vec<SeriesPoint>> {
     let step = step.max(10_000) / 10_000 * 10_000;
     let mut agg: BTreeMap<i64, (f64, f64, Hist, BTreeMap<String, f64>)> = BTreeMap::new();
     for r in red_rows(conn, pid, from, to, Some(service), route)? {
@@ -796,7 +878,11 @@ pub fn traces(conn: &Connection, pid: i64, from: i64, to: i64, f: &TraceFilter) 
     let all_parts = partitions(conn)?;
     for h in hours_in(conn, from, to)? {
         let t = part_table(h);
-        let (entry_cond, svc_cond) = if f.service.is_some() { ("entry > 0", "AND service = ?4") } else { ("entry = 2", "AND (?4 IS NULL)") };
+        let (entry_cond, svc_cond) = if f.service.is_some() {
+            ("entry > 0", "AND service = ?4")
+        } else {
+            ("entry = 2", "AND (?4 IS NULL)")
+        };
         let sql = format!(
             "SELECT trace_id, service, name, route, method, start_ns, dur_ns, error, http_status FROM {t}
              WHERE pid = ?1 AND {entry_cond} AND start_ns >= ?2 AND start_ns < ?3 {svc_cond}
@@ -845,7 +931,10 @@ pub fn traces(conn: &Connection, pid: i64, from: i64, to: i64, f: &TraceFilter) 
         let mut n = 0i64;
         for (ph, _) in all_parts.iter().filter(|(ph, _)| *ph >= h - 1 && *ph <= h + 1) {
             n += conn
-                .prepare_cached(&format!("SELECT count(*) FROM {} WHERE trace_id = ?1 AND pid = ?2", part_table(*ph)))?
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM {} WHERE trace_id = ?1 AND pid = ?2",
+                    part_table(*ph)
+                ))?
                 .query_row(params![id, pid], |r| r.get::<_, i64>(0))?;
         }
         row.span_count = n;
@@ -948,7 +1037,13 @@ pub struct ErrorGroup {
     pub sample_trace_ids: Option<Vec<String>>,
 }
 
-pub fn error_groups(conn: &Connection, pid: i64, service: Option<&str>, from: i64, id: Option<&str>) -> Result<Vec<ErrorGroup>> {
+pub fn error_groups(
+    conn: &Connection,
+    pid: i64,
+    service: Option<&str>,
+    from: i64,
+    id: Option<&str>,
+) -> Result<Vec<ErrorGroup>> {
     let svc = service.map(|s| serde_json::to_string(s).unwrap_or_default());
     let mut st = conn.prepare_cached(
         "SELECT id, type, message, count, first_ms, last_ms, services, routes, stack, traces FROM error_groups
@@ -957,20 +1052,27 @@ pub fn error_groups(conn: &Connection, pid: i64, service: Option<&str>, from: i6
          ORDER BY last_ms DESC LIMIT 200",
     )?;
     let detail = id.is_some();
-    let rows = st.query_map(params![pid, if detail { None } else { Some(from) }, svc, id], |r| {
-        Ok(ErrorGroup {
-            id: r.get(0)?,
-            kind: r.get(1)?,
-            message: r.get(2)?,
-            count: r.get(3)?,
-            first_seen: r.get(4)?,
-            last_seen: r.get(5)?,
-            services: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
-            routes: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
-            stack_trace: if detail { r.get(8)? } else { None },
-            sample_trace_ids: if detail { serde_json::from_str(&r.get::<_, String>(9)?).ok() } else { None },
-        })
-    })?;
+    let rows = st.query_map(
+        params![pid, if detail { None } else { Some(from) }, svc, id],
+        |r| {
+            Ok(ErrorGroup {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                message: r.get(2)?,
+                count: r.get(3)?,
+                first_seen: r.get(4)?,
+                last_seen: r.get(5)?,
+                services: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+                routes: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+                stack_trace: if detail { r.get(8)? } else { None },
+                sample_trace_ids: if detail {
+                    serde_json::from_str(&r.get::<_, String>(9)?).ok()
+                } else {
+                    None
+                },
+            })
+        },
+    )?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
@@ -982,21 +1084,38 @@ pub struct RuntimeSeries {
     pub points: Vec<(i64, f64)>,
 }
 
-pub fn runtime(conn: &Connection, pid: i64, service: Option<&str>, from: i64, to: i64) -> Result<Vec<RuntimeSeries>> {
+pub fn runtime(
+    conn: &Connection,
+    pid: i64,
+    service: Option<&str>,
+    from: i64,
+    to: i64,
+) -> Result<Vec<RuntimeSeries>> {
     let mut st = conn.prepare_cached(
         "SELECT service, name, unit, bucket_ms, value FROM runtime
          WHERE pid = ?1 AND (?2 IS NULL OR service = ?2) AND bucket_ms >= ?3 AND bucket_ms < ?4
          ORDER BY service, name, bucket_ms",
     )?;
     let rows = st.query_map(params![pid, service, from - from.rem_euclid(10_000), to], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?, r.get::<_, f64>(4)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, f64>(4)?,
+        ))
     })?;
     let mut out: Vec<RuntimeSeries> = Vec::new();
     for row in rows {
         let (service, name, unit, ts, v) = row?;
         match out.last_mut() {
             Some(s) if s.service == service && s.name == name => s.points.push((ts, v)),
-            _ => out.push(RuntimeSeries { service, name, unit, points: vec![(ts, v)] }),
+            _ => out.push(RuntimeSeries {
+                service,
+                name,
+                unit,
+                points: vec![(ts, v)],
+            }),
         }
     }
     Ok(out)
@@ -1011,7 +1130,8 @@ pub fn red_totals(conn: &Connection, since_ms: i64) -> Result<Vec<RedTotal>> {
         "SELECT p.name, r.service, r.route, r.method, r.class, r.source, r.count, r.hist
          FROM red r JOIN projects p ON p.id = r.pid WHERE r.bucket_ms >= ?1",
     )?;
-    let mut agg: BTreeMap<(String, String, String, String, String, String), (f64, Hist)> = BTreeMap::new();
+    type Key = (String, String, String, String, String, String);
+    let mut agg: BTreeMap<Key, (f64, Hist)> = BTreeMap::new();
     let rows = st.query_map([since_ms], |r| {
         Ok((
             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
@@ -1025,8 +1145,11 @@ pub fn red_totals(conn: &Connection, since_ms: i64) -> Result<Vec<RedTotal>> {
         e.0 += c;
         e.1.merge(&Hist::decode(&h));
     }
-    let with_metrics: BTreeSet<(String, String)> =
-        agg.keys().filter(|k| k.5 == "m").map(|k| (k.0.clone(), k.1.clone())).collect();
+    let with_metrics: BTreeSet<(String, String)> = agg
+        .keys()
+        .filter(|k| k.5 == "m")
+        .map(|k| (k.0.clone(), k.1.clone()))
+        .collect();
     Ok(agg
         .into_iter()
         .filter(|(k, _)| k.5 == "m" || !with_metrics.contains(&(k.0.clone(), k.1.clone())))
@@ -1036,7 +1159,12 @@ pub fn red_totals(conn: &Connection, since_ms: i64) -> Result<Vec<RedTotal>> {
 
 /// Oldest stored span time (ms), if any.
 pub fn oldest_ms(conn: &Connection) -> Result<Option<i64>> {
-    let Some((h, _)) = partitions(conn)?.into_iter().next() else { return Ok(None) };
-    let v: Option<i64> = conn.query_row(&format!("SELECT min(start_ns) FROM {}", part_table(h)), [], |r| r.get(0))?;
+    let Some((h, _)) = partitions(conn)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let v: Option<i64> =
+        conn.query_row(&format!("SELECT min(start_ns) FROM {}", part_table(h)), [], |r| {
+            r.get(0)
+        })?;
     Ok(v.map(|ns| ns / 1_000_000))
 }

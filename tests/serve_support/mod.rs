@@ -23,11 +23,18 @@ use serde_json::Value as J;
 pub const BIN: &str = env!("CARGO_BIN_EXE_obs-stack");
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 pub struct Server {
@@ -80,15 +87,18 @@ impl Server {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/healthz", self.api)).await {
-                if r.status().is_success() {
-                    break;
-                }
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/healthz", self.api)).await
+                && r.status().is_success()
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "serve did not answer /healthz");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.token = std::fs::read_to_string(self.dir.join("token")).unwrap().trim().to_string();
+        self.token = std::fs::read_to_string(self.dir.join("token"))
+            .unwrap()
+            .trim()
+            .to_string();
     }
 
     pub fn kill9(&mut self) {
@@ -146,17 +156,33 @@ impl Drop for Server {
 }
 
 pub fn project_add(dir: &Path, name: &str) -> String {
-    let out = Command::new(BIN).args(["serve", "project", "add", name, "--data-dir"]).arg(dir).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "project", "add", name, "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 pub fn s(k: &str, v: &str) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }), ..Default::default() }
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 pub fn i(k: &str, v: i64) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::IntValue(v)) }), ..Default::default() }
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(v)),
+        }),
+        ..Default::default()
+    }
 }
 
 pub fn resource(service: &str, lang: &str) -> Option<Resource> {
@@ -172,13 +198,25 @@ pub fn resource(service: &str, lang: &str) -> Option<Resource> {
 }
 
 /// One server span (and optionally an exception event).
-pub fn server_span(trace: [u8; 16], span: u64, route: &str, status: i64, start_ns: u64, dur_ms: u64, exception: Option<(&str, &str)>) -> Span {
+pub fn server_span(
+    trace: [u8; 16],
+    span: u64,
+    route: &str,
+    status: i64,
+    start_ns: u64,
+    dur_ms: u64,
+    exception: Option<(&str, &str)>,
+) -> Span {
     let mut events = vec![];
     if let Some((kind, stack)) = exception {
         events.push(Event {
             name: "exception".into(),
             time_unix_nano: start_ns,
-            attributes: vec![s("exception.type", kind), s("exception.message", "boom"), s("exception.stacktrace", stack)],
+            attributes: vec![
+                s("exception.type", kind),
+                s("exception.message", "boom"),
+                s("exception.stacktrace", stack),
+            ],
             ..Default::default()
         });
     }
@@ -189,9 +227,16 @@ pub fn server_span(trace: [u8; 16], span: u64, route: &str, status: i64, start_n
         kind: 2,
         start_time_unix_nano: start_ns,
         end_time_unix_nano: start_ns + dur_ms * 1_000_000,
-        attributes: vec![s("http.request.method", "GET"), s("http.route", route), i("http.response.status_code", status)],
+        attributes: vec![
+            s("http.request.method", "GET"),
+            s("http.route", route),
+            i("http.response.status_code", status),
+        ],
         events,
-        status: Some(Status { code: if status >= 500 { 2 } else { 0 }, ..Default::default() }),
+        status: Some(Status {
+            code: if status >= 500 { 2 } else { 0 },
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -200,7 +245,10 @@ pub fn traces_req(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest 
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: resource(service, "python"),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -208,15 +256,26 @@ pub fn traces_req(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest 
 
 /// `http.server.request.duration` (seconds, cumulative) with one point per (route, status):
 /// `count` requests all in the bucket (lo, hi] seconds.
-pub fn duration_metric(service: &str, points: &[(&str, i64, u64, usize)], start_ns: u64, time_ns: u64) -> ExportMetricsServiceRequest {
-    let bounds = vec![0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+pub fn duration_metric(
+    service: &str,
+    points: &[(&str, i64, u64, usize)],
+    start_ns: u64,
+    time_ns: u64,
+) -> ExportMetricsServiceRequest {
+    let bounds = vec![
+        0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ];
     let data_points = points
         .iter()
         .map(|(route, status, count, bucket)| {
             let mut counts = vec![0u64; bounds.len() + 1];
             counts[*bucket] = *count;
             HistogramDataPoint {
-                attributes: vec![s("http.request.method", "GET"), s("http.route", route), i("http.response.status_code", *status)],
+                attributes: vec![
+                    s("http.request.method", "GET"),
+                    s("http.route", route),
+                    i("http.response.status_code", *status),
+                ],
                 start_time_unix_nano: start_ns,
                 time_unix_nano: time_ns,
                 count: *count,
@@ -234,7 +293,10 @@ pub fn duration_metric(service: &str, points: &[(&str, i64, u64, usize)], start_
                 metrics: vec![Metric {
                     name: "http.server.request.duration".into(),
                     unit: "s".into(),
-                    data: Some(Data::Histogram(Histogram { data_points, aggregation_temporality: 2 })),
+                    data: Some(Data::Histogram(Histogram {
+                        data_points,
+                        aggregation_temporality: 2,
+                    })),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -253,7 +315,9 @@ pub fn error_log(service: &str, ts: u64, body: &str) -> ExportLogsServiceRequest
                     time_unix_nano: ts,
                     severity_number: 17,
                     severity_text: "ERROR".into(),
-                    body: Some(AnyValue { value: Some(Value::StringValue(body.into())) }),
+                    body: Some(AnyValue {
+                        value: Some(Value::StringValue(body.into())),
+                    }),
                     ..Default::default()
                 }],
                 ..Default::default()
