@@ -55,6 +55,8 @@ pub enum Command {
     Init(cmd::init::InitArgs),
     /// Check that this machine has what obs-stack needs, and explain how to fix what is missing
     Doctor(cmd::doctor::DoctorArgs),
+    /// Run an embedded OpenTelemetry backend: OTLP in, RED/traces/errors out as a JSON API
+    Serve(cmd::serve::ServeArgs),
 }
 
 /// The personality a binary name selects: `obs-detect` is `obs-stack detect`, and so on.
@@ -167,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<exit::Outcome> {
         Command::Inject(a) => cmd::inject::run(&g, a).await,
         Command::Init(a) => cmd::init::run(&g, a).await,
         Command::Doctor(a) => cmd::doctor::run(&g, a).await,
+        Command::Serve(a) => cmd::serve::run(&g, a).await,
     }
 }
 

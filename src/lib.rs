@@ -14,3 +14,4 @@ pub mod exit;
 pub mod init;
 pub mod inject;
 pub mod output;
+pub mod serve;

@@ -3,3 +3,4 @@ pub mod detect;
 pub mod doctor;
 pub mod init;
 pub mod inject;
+pub mod serve;

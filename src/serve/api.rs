@@ -1,0 +1,543 @@
+//! The JSON API (`/api/v1`), `/metrics` (Prometheus text) and `/healthz`. Everything but
+//! `/healthz` needs the access token: `Authorization: Bearer`, the `obs_stack_token` cookie,
+//! or `?token=` (which also sets the cookie, for the UI's login link). Queries are scoped by
+//! `project=`; time ranges are `from`/`to` in unix ms (default: the last 15 minutes).
+//! Documented in docs/serve.md.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::receive::{Batch, RuntimePoint, ServiceInfo};
+use super::{Refusal, Shared, store};
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/projects", get(list_projects).post(add_project))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/routes", get(routes))
+        .route("/api/v1/series", get(series))
+        .route("/api/v1/traces", get(traces))
+        .route("/api/v1/traces/{trace_id}", get(trace))
+        .route("/api/v1/errors", get(errors))
+        .route("/api/v1/errors/{id}", get(error_group))
+        .route("/api/v1/runtime", get(runtime))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/checks", post(checks))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(shared.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(api)
+        .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+        .with_state(shared)
+}
+
+fn eq_ct(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token a request carries, and whether it came from the query (→ set the cookie).
+fn presented(headers: &HeaderMap, query: Option<&str>) -> (Option<String>, bool) {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+        && let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
+    {
+        return (Some(t.trim().to_string()), false);
+    }
+    for c in headers.get_all(header::COOKIE) {
+        if let Ok(c) = c.to_str() {
+            for part in c.split(';') {
+                if let Some(t) = part.trim().strip_prefix("obs_stack_token=") {
+                    return (Some(t.to_string()), false);
+                }
+            }
+        }
+    }
+    if let Some(q) = query {
+        for part in q.split('&') {
+            if let Some(t) = part.strip_prefix("token=") {
+                return (Some(t.to_string()), true);
+            }
+        }
+    }
+    (None, false)
+}
+
+async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let (tok, from_query) = presented(req.headers(), req.uri().query());
+    match tok {
+        Some(t) if eq_ct(&t, &shared.token) => {
+            let mut resp = next.run(req).await;
+            if from_query {
+                let cookie = format!("obs_stack_token={t}; Path=/; HttpOnly; SameSite=Strict");
+                if let Ok(v) = HeaderValue::from_str(&cookie) {
+                    resp.headers_mut().append(header::SET_COOKIE, v);
+                }
+            }
+            resp
+        }
+        _ => err(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token (see `obs-stack serve token`)",
+        ),
+    }
+}
+
+fn err(code: StatusCode, msg: &str) -> Response {
+    (code, axum::Json(json!({"error": msg}))).into_response()
+}
+
+fn ok(v: Value) -> Response {
+    axum::Json(v).into_response()
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct Params {
+    project: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    service: Option<String>,
+    route: Option<String>,
+    step: Option<i64>,
+    status: Option<i64>,
+    error: Option<bool>,
+    min_duration_ms: Option<f64>,
+    limit: Option<usize>,
+}
+
+struct Scope {
+    pid: i64,
+    project: String,
+    from: i64,
+    to: i64,
+}
+
+fn scope(shared: &Shared, p: &Params) -> Result<Scope, Box<Response>> {
+    let Some(project) = p.project.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(Box::new(err(StatusCode::BAD_REQUEST, "project= is required")));
+    };
+    let projects = shared
+        .with_reader(store::projects)
+        .map_err(|e| Box::new(err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))))?;
+    let Some((pid, _, _)) = projects.into_iter().find(|(_, n, _)| n == project) else {
+        return Err(Box::new(err(StatusCode::NOT_FOUND, "no such project")));
+    };
+    let to = p.to.unwrap_or_else(|| store::now_ms() + 1);
+    let from = p.from.unwrap_or(to - 15 * 60 * 1000);
+    if from >= to {
+        return Err(Box::new(err(StatusCode::BAD_REQUEST, "from must be before to")));
+    }
+    Ok(Scope {
+        pid,
+        project: project.to_string(),
+        from,
+        to,
+    })
+}
+
+async fn blocking<T: serde::Serialize + Send + 'static>(
+    shared: Arc<Shared>,
+    f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(move || shared.with_reader(f)).await {
+        Ok(Ok(v)) => ok(serde_json::to_value(v).unwrap_or(Value::Null)),
+        Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+macro_rules! scoped {
+    ($shared:expr, $p:expr) => {
+        match scope(&$shared, &$p) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        }
+    };
+}
+
+async fn list_projects(State(shared): State<Arc<Shared>>) -> Response {
+    blocking(shared, |c| {
+        Ok(store::projects(c)?
+            .into_iter()
+            .map(|(_, name, key)| json!({"project": name, "ingest_key": key}))
+            .collect::<Vec<_>>())
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct NewProject {
+    name: String,
+}
+
+async fn add_project(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let Ok(p) = serde_json::from_slice::<NewProject>(&body) else {
+        return err(StatusCode::BAD_REQUEST, "expected {\"name\": \"...\"}");
+    };
+    let dir = shared.config.data_dir.clone();
+    let r = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+        let conn = store::open(&dir)?;
+        store::project_add(&conn, &p.name)
+    })
+    .await;
+    match r {
+        Ok(Ok(key)) => {
+            shared.reload_keys();
+            let name = serde_json::from_slice::<NewProject>(&body)
+                .map(|p| p.name.trim().to_string())
+                .unwrap_or_default();
+            ok(json!({"project": name, "ingest_key": key}))
+        }
+        Ok(Err(e)) => err(StatusCode::BAD_REQUEST, &format!("{e:#}")),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn services(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
+    let s = scoped!(shared, p);
+    blocking(shared.clone(), move |c| {
+        Ok(json!({"project": s.project, "from": s.from, "to": s.to, "services": store::services(c, s.pid, s.from, s.to)?}))
+    })
+    .await
+}
+
+async fn routes(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
+    let s = scoped!(shared, p);
+    let Some(service) = p.service.clone() else {
+        return err(StatusCode::BAD_REQUEST, "service= is required");
+    };
+    blocking(shared.clone(), move |c| {
+        Ok(
+            json!({"project": s.project, "service": service, "from": s.from, "to": s.to,
+                  "routes": store::routes(c, s.pid, &service, s.from, s.to)?}),
+        )
+    })
+    .await
+}
+
+async fn series(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
+    let s = scoped!(shared, p);
+    let Some(service) = p.service.clone() else {
+        return err(StatusCode::BAD_REQUEST, "service= is required");
+    };
+    let step = p.step.unwrap_or(((s.to - s.from) / 60).max(10_000));
+    let route = p.route.clone();
+    blocking(shared.clone(), move |c| {
+        let pts = store::series(c, s.pid, &service, route.as_deref(), s.from, s.to, step)?;
+        Ok(json!({"project": s.project, "service": service, "route": route, "step": step.max(10_000) / 10_000 * 10_000, "points": pts}))
+    })
+    .await
+}
+
+async fn traces(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
+    let s = scoped!(shared, p);
+    let f = store::TraceFilter {
+        service: p.service.clone(),
+        route: p.route.clone(),
+        status: p.status,
+        error: p.error,
+        min_duration_ms: p.min_duration_ms,
+        limit: p.limit.unwrap_or(50),
+    };
+    blocking(shared.clone(), move |c| {
+        Ok(json!({"project": s.project, "traces": store::traces(c, s.pid, s.from, s.to, &f)?}))
+    })
+    .await
+}
+
+async fn trace(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(p): Query<Params>,
+) -> Response {
+    let s = scoped!(shared, p);
+    let Ok(tid) = hex::decode(id.trim()) else {
+        return err(StatusCode::BAD_REQUEST, "trace id must be 32 hex characters");
+    };
+    if tid.len() != 16 {
+        return err(StatusCode::BAD_REQUEST, "trace id must be 32 hex characters");
+    }
+    let r = tokio::task::spawn_blocking({
+        let shared = shared.clone();
+        move || shared.with_reader(|c| store::trace(c, s.pid, &tid))
+    })
+    .await;
+    match r {
+        Ok(Ok(spans)) if spans.is_empty() => err(StatusCode::NOT_FOUND, "no such trace"),
+        Ok(Ok(spans)) => {
+            ok(json!({"trace_id": id.to_ascii_lowercase(), "span_count": spans.len(), "spans": spans}))
+        }
+        Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn errors(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
+    let s = scoped!(shared, p);
+    let service = p.service.clone();
+    blocking(shared.clone(), move |c| {
+        Ok(json!({"project": s.project, "errors": store::error_groups(c, s.pid, service.as_deref(), s.from, None)?}))
+    })
+    .await
+}
+
+async fn error_group(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(p): Query<Params>,
+) -> Response {
+    let s = scoped!(shared, p);
+    let r = tokio::task::spawn_blocking({
+        let shared = shared.clone();
+        move || shared.with_reader(|c| store::error_groups(c, s.pid, None, 0, Some(&id)))
+    })
+    .await;
+    match r {
+        Ok(Ok(mut g)) if !g.is_empty() => ok(serde_json::to_value(g.remove(0)).unwrap_or(Value::Null)),
+        Ok(Ok(_)) => err(StatusCode::NOT_FOUND, "no such error group"),
+        Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+async fn runtime(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
+    let s = scoped!(shared, p);
+    let service = p.service.clone();
+    blocking(shared.clone(), move |c| {
+        Ok(json!({"project": s.project, "series": store::runtime(c, s.pid, service.as_deref(), s.from, s.to)?}))
+    })
+    .await
+}
+
+fn stats_value(shared: &Shared, c: &rusqlite::Connection) -> anyhow::Result<Value> {
+    let n = shared.counters.snapshot();
+    let parts = store::partitions(c)?;
+    Ok(json!({
+        "received": {"spans": n["received_spans"], "points": n["received_points"], "logs": n["received_logs"]},
+        "refused": {
+            "auth": n["refused_auth"], "overload": n["refused_overload"], "malformed": n["refused_malformed"],
+            "too_large": n["refused_too_large"], "unsupported": n["refused_unsupported"],
+        },
+        "dropped": {"retention": n["dropped_retention"], "out_of_window": n["dropped_out_of_window"]},
+        "requests": n["requests"],
+        "db_size_bytes": store::db_size(c)?,
+        "max_size_bytes": shared.config.max_size,
+        "retention_ms": shared.config.retention_ms,
+        "max_memory_bytes": shared.config.max_memory,
+        "oldest_data_ms": store::oldest_ms(c)?,
+        "partitions": parts.iter().map(|(h, n)| json!({"hour_start_ms": h * 3_600_000, "spans": n})).collect::<Vec<_>>(),
+        "uptime_s": shared.started.elapsed().as_secs(),
+        "rss_bytes": rss_bytes(),
+    }))
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    let r = tokio::task::spawn_blocking({
+        let shared = shared.clone();
+        move || shared.with_reader(|c| stats_value(&shared, c))
+    })
+    .await;
+    match r {
+        Ok(Ok(v)) => ok(v),
+        Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// Resident memory from /proc (Linux), for the stats and /metrics.
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Externally observed data (`up` pushes it for containers without an agent) becomes
+/// runtime series: `{"project","service","kind":"http_check"|"container_stats","ts_ms", …}`;
+/// every other numeric field is a series `<kind>.<field>`.
+async fn checks(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> Response {
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return err(StatusCode::BAD_REQUEST, "expected a JSON object");
+    };
+    let items: Vec<Value> = match v {
+        Value::Array(a) => a,
+        o @ Value::Object(_) => vec![o],
+        _ => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "expected a JSON object or an array of them",
+            );
+        }
+    };
+    let mut by_project: BTreeMap<String, Batch> = BTreeMap::new();
+    let now = store::now_ms();
+    for it in items.iter().take(10_000) {
+        let (Some(project), Some(service), Some(kind)) = (
+            it["project"].as_str(),
+            it["service"].as_str(),
+            it["kind"].as_str(),
+        ) else {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "each check needs project, service and kind",
+            );
+        };
+        if kind != "http_check" && kind != "container_stats" {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "kind must be http_check or container_stats",
+            );
+        }
+        let ts = it["ts_ms"].as_i64().unwrap_or(now);
+        let b = by_project.entry(project.to_string()).or_insert_with(|| Batch {
+            project: project.to_string(),
+            ..Default::default()
+        });
+        b.services.insert(
+            service.to_string(),
+            ServiceInfo {
+                name: service.to_string(),
+                last_seen_ms: ts,
+                ..Default::default()
+            },
+        );
+        if let Some(o) = it.as_object() {
+            for (k, val) in o {
+                if matches!(k.as_str(), "project" | "service" | "kind" | "ts_ms") {
+                    continue;
+                }
+                let value = match val {
+                    Value::Number(n) => n.as_f64(),
+                    Value::Bool(b) => Some(if *b { 1.0 } else { 0.0 }),
+                    _ => None,
+                };
+                if let Some(value) = value {
+                    let unit = if k.ends_with("_ms") {
+                        "ms"
+                    } else if k.ends_with("_bytes") {
+                        "By"
+                    } else {
+                        "1"
+                    };
+                    b.runtime.push(RuntimePoint {
+                        service: service.to_string(),
+                        name: format!("{kind}.{k}"),
+                        unit: unit.into(),
+                        ts_ms: ts,
+                        value,
+                    });
+                }
+            }
+        }
+        b.n_points += 1;
+    }
+    let mut stored = 0;
+    for (_, b) in by_project {
+        let permit = match shared.admit(64 << 10) {
+            Ok(p) => p,
+            Err(_) => {
+                return err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "over the memory cap; retry later",
+                );
+            }
+        };
+        let n = b.runtime.len();
+        match shared.commit(b, permit).await {
+            Ok(()) => stored += n,
+            Err(Refusal::Internal(e)) => return err(StatusCode::BAD_REQUEST, &e),
+            Err(_) => {
+                return err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "over the memory cap; retry later",
+                );
+            }
+        }
+    }
+    ok(json!({"stored_points": stored}))
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let r = tokio::task::spawn_blocking({
+        let shared = shared.clone();
+        move || {
+            shared.with_reader(|c| {
+                let since = store::now_ms() - shared.config.retention_ms;
+                let recent = store::now_ms() - 5 * 60 * 1000;
+                let totals = store::red_totals(c, since)?;
+                let recent_totals = store::red_totals(c, recent)?;
+                let db = store::db_size(c)?;
+                Ok((totals, recent_totals, db))
+            })
+        }
+    })
+    .await;
+    let (totals, recent, db) = match r {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut out = String::new();
+    out.push_str("# HELP obs_stack_http_requests_total HTTP server requests over the retained window, from the agents' metrics (or server spans).\n# TYPE obs_stack_http_requests_total counter\n");
+    for (p, s, r, m, c, n, _) in &totals {
+        let _ = writeln!(
+            out,
+            "obs_stack_http_requests_total{{project=\"{}\",service=\"{}\",route=\"{}\",method=\"{}\",status_class=\"{}\"}} {}",
+            label(p),
+            label(s),
+            label(r),
+            label(m),
+            label(c),
+            n.round()
+        );
+    }
+    out.push_str("# HELP obs_stack_http_request_duration_ms Request latency quantiles over the last 5 minutes.\n# TYPE obs_stack_http_request_duration_ms gauge\n");
+    for (p, s, r, m, c, _, h) in &recent {
+        for q in [0.5, 0.95, 0.99] {
+            if let Some(v) = h.quantile(q) {
+                let _ = writeln!(
+                    out,
+                    "obs_stack_http_request_duration_ms{{project=\"{}\",service=\"{}\",route=\"{}\",method=\"{}\",status_class=\"{}\",quantile=\"{q}\"}} {v:.3}",
+                    label(p),
+                    label(s),
+                    label(r),
+                    label(m),
+                    label(c)
+                );
+            }
+        }
+    }
+    for (k, v) in shared.counters.snapshot() {
+        let _ = writeln!(
+            out,
+            "# TYPE obs_stack_ingest_{k}_total counter\nobs_stack_ingest_{k}_total {v}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# TYPE obs_stack_db_size_bytes gauge\nobs_stack_db_size_bytes {db}"
+    );
+    if let Some(rss) = rss_bytes() {
+        let _ = writeln!(
+            out,
+            "# TYPE obs_stack_resident_memory_bytes gauge\nobs_stack_resident_memory_bytes {rss}"
+        );
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
+}

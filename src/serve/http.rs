@@ -1,0 +1,376 @@
+//! OTLP/HTTP receiver: `POST /v1/traces`, `/v1/metrics`, `/v1/logs`, protobuf or JSON,
+//! optionally gzip. Bodies are bounded before and after decompression (413), answers follow
+//! the OTLP spec: 200 with an (empty or partial-success) response in the request's encoding,
+//! 400 malformed, 401 missing/unknown key, 415 unsupported type or encoding, 503 with
+//! Retry-After when over the memory cap.
+use std::io::Read;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use super::{MAX_BODY, Refusal, Shared, receive, store};
+
+pub const KEY_HEADER: &str = "x-obs-stack-key";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/v1/traces",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| handle(s, h, b, Signal::Traces)),
+        )
+        .route(
+            "/v1/metrics",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| handle(s, h, b, Signal::Metrics)),
+        )
+        .route(
+            "/v1/logs",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| handle(s, h, b, Signal::Logs)),
+        )
+        .layer(DefaultBodyLimit::disable())
+        .with_state(shared)
+}
+
+/// The encoding a Content-Type names.
+pub fn encoding_of(content_type: Option<&str>) -> Option<Encoding> {
+    let ct = content_type?.split(';').next()?.trim().to_ascii_lowercase();
+    match ct.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
+        "application/json" => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+/// Inflates gzip, refusing more than `max` bytes of output (a zip bomb is a 413, not an OOM).
+pub fn gunzip_bounded(data: &[u8], max: usize) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::with_capacity((data.len() * 4).min(max));
+    let mut dec = flate2::read::GzDecoder::new(data).take(max as u64 + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|e| Refusal::Malformed(format!("gzip: {e}")))?;
+    if out.len() > max {
+        return Err(Refusal::TooLarge);
+    }
+    Ok(out)
+}
+
+/// A decoded request of any signal.
+pub enum Decoded {
+    Traces(ExportTraceServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+    Logs(ExportLogsServiceRequest),
+}
+
+/// Decodes a body (pure: used by the receiver and the fuzz target).
+pub fn decode(signal: Signal, enc: Encoding, body: &[u8]) -> Result<Decoded, Refusal> {
+    let bad = |e: String| Refusal::Malformed(e);
+    Ok(match (signal, enc) {
+        (Signal::Traces, Encoding::Protobuf) => {
+            Decoded::Traces(ExportTraceServiceRequest::decode(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Metrics, Encoding::Protobuf) => {
+            Decoded::Metrics(ExportMetricsServiceRequest::decode(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Logs, Encoding::Protobuf) => {
+            Decoded::Logs(ExportLogsServiceRequest::decode(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Traces, Encoding::Json) => {
+            Decoded::Traces(serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Metrics, Encoding::Json) => {
+            Decoded::Metrics(serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?)
+        }
+        (Signal::Logs, Encoding::Json) => {
+            Decoded::Logs(serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?)
+        }
+    })
+}
+
+/// Decoded request → batch (redaction and derivations), under the deriver's lock.
+pub fn to_batch(shared: &Shared, project: &str, decoded: Decoded) -> receive::Batch {
+    let now = store::now_ms();
+    let mut d = match shared.deriver.lock() {
+        Ok(d) => d,
+        Err(p) => p.into_inner(),
+    };
+    match decoded {
+        Decoded::Traces(r) => receive::traces(&mut d, project, r, now),
+        Decoded::Metrics(r) => receive::metrics(&mut d, project, r, now),
+        Decoded::Logs(r) => receive::logs(&mut d, project, r, now),
+    }
+}
+
+fn refusal_response(r: &Refusal) -> Response {
+    match r {
+        Refusal::Auth => (StatusCode::UNAUTHORIZED, "missing or unknown x-obs-stack-key\n").into_response(),
+        Refusal::Overload => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "over the memory cap; retry later\n",
+        )
+            .into_response(),
+        Refusal::Malformed(e) => (StatusCode::BAD_REQUEST, format!("malformed OTLP: {e}\n")).into_response(),
+        Refusal::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body over {MAX_BODY} bytes\n"),
+        )
+            .into_response(),
+        Refusal::Unsupported(e) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{e}\n")).into_response(),
+        Refusal::Internal(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            format!("storage error: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Response {
+    shared
+        .counters
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match ingest(&shared, &headers, body, signal).await {
+        Ok((enc, dropped)) => success(signal, enc, dropped),
+        Err(r) => {
+            shared.count_refusal(&r);
+            refusal_response(&r)
+        }
+    }
+}
+
+async fn ingest(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Result<(Encoding, u64), Refusal> {
+    let (enc, gzip, mut permit) = match admit(shared, headers) {
+        Ok(v) => v,
+        Err(r) => {
+            // read (and drop) what the client is sending, so it sees our answer instead of a
+            // broken pipe; never for a body already known to be too large
+            if r != Refusal::TooLarge {
+                drain(body).await;
+            }
+            return Err(r);
+        }
+    };
+    let raw: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        if is_length_limit(&e) {
+            Refusal::TooLarge
+        } else {
+            Refusal::Malformed(format!("reading the body: {e}"))
+        }
+    })?;
+    shared.grow(&mut permit, raw.len())?;
+    // the body plus its decoded structures and the rows made of them must fit in the share
+    shared.grow(&mut permit, raw.len() * 6)?;
+    let data: Bytes = if gzip {
+        let d = gunzip_bounded(&raw, MAX_BODY)?;
+        shared.grow(&mut permit, raw.len() + d.len() * 6)?;
+        Bytes::from(d)
+    } else {
+        raw
+    };
+    let decoded = decode(signal, enc, &data)?;
+    drop(data);
+    let key = headers.get(KEY_HEADER).and_then(|v| v.to_str().ok());
+    let project = shared.project_for_key(key).ok_or(Refusal::Auth)?;
+    let batch = to_batch(shared, &project, decoded);
+    let dropped = batch.n_dropped;
+    shared.commit(batch, permit).await?;
+    Ok((enc, dropped))
+}
+
+/// Checks made before reading the body: key, content type and encoding, declared length,
+/// and the body's share of the memory cap.
+fn admit(
+    shared: &Shared,
+    headers: &HeaderMap,
+) -> Result<(Encoding, bool, tokio::sync::OwnedSemaphorePermit), Refusal> {
+    let key = headers.get(KEY_HEADER).and_then(|v| v.to_str().ok());
+    if shared.project_for_key(key).is_none() {
+        return Err(Refusal::Auth);
+    }
+    let enc =
+        encoding_of(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())).ok_or_else(|| {
+            Refusal::Unsupported("Content-Type must be application/x-protobuf or application/json".into())
+        })?;
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    {
+        None | Some("") | Some("identity") => false,
+        Some(e) if e.eq_ignore_ascii_case("gzip") => true,
+        Some(e) => {
+            return Err(Refusal::Unsupported(format!(
+                "Content-Encoding {e} is not supported (gzip is)"
+            )));
+        }
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(Refusal::TooLarge);
+    }
+    // the body and what decoding makes of it count against the memory cap before it is read
+    let permit = shared.admit(
+        declared
+            .map(|n| n * if gzip { 10 } else { 6 })
+            .unwrap_or(64 << 10),
+    )?;
+    Ok((enc, gzip, permit))
+}
+
+/// Consumes up to MAX_BODY bytes of a body chunk by chunk, keeping none of it.
+async fn drain(body: Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > MAX_BODY {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if s.to_string().contains("length limit") {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+fn json_or_empty<T: serde::Serialize>(r: &T, dropped: u64) -> String {
+    if dropped == 0 {
+        return "{}".to_string();
+    }
+    serde_json::to_string(r).unwrap_or_else(|_| "{}".into())
+}
+
+fn success(signal: Signal, enc: Encoding, dropped: u64) -> Response {
+    let msg = "data outside the retention window was dropped".to_string();
+    let (proto, json): (Vec<u8>, String) = match signal {
+        Signal::Traces => {
+            let r = ExportTraceServiceResponse {
+                partial_success: (dropped > 0).then_some(ExportTracePartialSuccess {
+                    rejected_spans: dropped as i64,
+                    error_message: msg,
+                }),
+            };
+            (r.encode_to_vec(), json_or_empty(&r, dropped))
+        }
+        Signal::Metrics => {
+            let r = ExportMetricsServiceResponse {
+                partial_success: (dropped > 0).then_some(ExportMetricsPartialSuccess {
+                    rejected_data_points: dropped as i64,
+                    error_message: msg,
+                }),
+            };
+            (r.encode_to_vec(), json_or_empty(&r, dropped))
+        }
+        Signal::Logs => {
+            let r = ExportLogsServiceResponse {
+                partial_success: None,
+            };
+            (r.encode_to_vec(), "{}".to_string())
+        }
+    };
+    match enc {
+        Encoding::Protobuf => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            proto,
+        )
+            .into_response(),
+        Encoding::Json => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_and_gzip_bounds() {
+        assert_eq!(
+            encoding_of(Some("application/x-protobuf")),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            encoding_of(Some("application/json; charset=utf-8")),
+            Some(Encoding::Json)
+        );
+        assert_eq!(encoding_of(Some("text/plain")), None);
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(&vec![0u8; 100_000]).unwrap();
+        let z = e.finish().unwrap();
+        assert_eq!(gunzip_bounded(&z, 1000), Err(Refusal::TooLarge));
+        assert_eq!(gunzip_bounded(&z, 200_000).unwrap().len(), 100_000);
+        assert!(matches!(gunzip_bounded(b"nope", 10), Err(Refusal::Malformed(_))));
+    }
+
+    #[test]
+    fn otlp_json_as_the_sdks_write_it() {
+        // ids in hex, int64 as strings, enums as ints, intValue as a string
+        let body = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"web"}}]},
+          "scopeSpans":[{"scope":{"name":"x"},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",
+          "spanId":"eee19b7ec3c1b174","parentSpanId":"","name":"GET /","kind":2,
+          "startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000",
+          "attributes":[{"key":"http.response.status_code","value":{"intValue":"200"}}],
+          "status":{"code":1}}]}]}]}"#;
+        let Ok(Decoded::Traces(r)) = decode(Signal::Traces, Encoding::Json, body) else {
+            panic!("decode")
+        };
+        let s = &r.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(s.trace_id.len(), 16);
+        assert_eq!(s.kind, 2);
+        assert_eq!(s.start_time_unix_nano, 1_544_712_660_000_000_000);
+        assert!(decode(Signal::Traces, Encoding::Json, b"{\"resourceSpans\":[{").is_err());
+        assert!(decode(Signal::Traces, Encoding::Protobuf, &[0xff, 0xff, 0xff]).is_err());
+    }
+}
