@@ -57,6 +57,24 @@ pub enum Command {
     Doctor(cmd::doctor::DoctorArgs),
     /// Run an embedded OpenTelemetry backend: OTLP in, RED/traces/errors out as a JSON API
     Serve(cmd::serve::ServeArgs),
+    /// Start the backend, instrument the project's containers and watch the rest: one command
+    Up(cmd::up::UpArgs),
+    /// Undo `up`: revert every container it instrumented, stop the backend (data kept)
+    Down(cmd::up::DownArgs),
+    /// Each service: requests/s, p50/p95/p99, errors, top and slowest routes, latest error
+    Status(cmd::views::StatusArgs),
+    /// `status`, refreshing in place (q quits)
+    Top(cmd::views::TopArgs),
+    /// Recent traces; `traces ID` shows one as a waterfall
+    Traces(cmd::views::TracesArgs),
+    /// Error groups, newest first; `errors ID` shows the latest stack trace
+    Errors(cmd::views::ErrorsArgs),
+    /// Observe containers without an agent (runs in the watcher container `up` starts)
+    #[command(hide = true)]
+    Watch(cmd::up::WatchArgs),
+    /// Exit 0 when URL answers 2xx (the backend image's healthcheck)
+    #[command(hide = true)]
+    Healthcheck(cmd::up::HealthArgs),
 }
 
 /// The personality a binary name selects: `obs-detect` is `obs-stack detect`, and so on.
@@ -170,6 +188,14 @@ async fn run(cli: Cli) -> anyhow::Result<exit::Outcome> {
         Command::Init(a) => cmd::init::run(&g, a).await,
         Command::Doctor(a) => cmd::doctor::run(&g, a).await,
         Command::Serve(a) => cmd::serve::run(&g, a).await,
+        Command::Up(a) => cmd::up::up(&g, a).await,
+        Command::Down(a) => cmd::up::down(&g, a).await,
+        Command::Status(a) => cmd::views::status(&g, a).await,
+        Command::Top(a) => cmd::views::top(&g, a).await,
+        Command::Traces(a) => cmd::views::traces(&g, a).await,
+        Command::Errors(a) => cmd::views::errors(&g, a).await,
+        Command::Watch(a) => cmd::up::watch(a).await,
+        Command::Healthcheck(a) => cmd::up::healthcheck(a).await,
     }
 }
 

@@ -509,6 +509,94 @@ impl Engine {
         Ok(names)
     }
 
+    /// Imports a root filesystem (a tar) as image `repo:tag` (`docker import`), with
+    /// Dockerfile `changes` (LABEL, ENTRYPOINT, …): an image with no registry and no pull.
+    pub async fn import_rootfs(
+        &self,
+        repo: &str,
+        tag: &str,
+        rootfs: Vec<u8>,
+        changes: Vec<String>,
+    ) -> Result<(), DockerError> {
+        let opts = bollard::query_parameters::CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.into()),
+            tag: Some(tag.into()),
+            changes,
+            ..Default::default()
+        };
+        let mut stream = self
+            .docker
+            .create_image(Some(opts), Some(bollard::body_full(rootfs.into())), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.err(e, None))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                return Err(DockerError::Api {
+                    status: None,
+                    message: format!("importing {repo}:{tag}: {err}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a bridge network with labels (Docker refuses a duplicate name: check first).
+    pub async fn create_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), DockerError> {
+        let req = bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(req)
+            .await
+            .map_err(|e| self.err(e, None))?;
+        Ok(())
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+        self.docker
+            .remove_network(name)
+            .await
+            .map_err(|e| self.err(e, None))
+    }
+
+    /// Disconnects a container from a network (force: also when it is stopped).
+    pub async fn disconnect_network(&self, network: &str, container: &str) -> Result<(), DockerError> {
+        let req = bollard::models::NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        self.docker
+            .disconnect_network(network, req)
+            .await
+            .map_err(|e| self.err(e, Some(container)))
+    }
+
+    /// One stats sample of a running container (no stream).
+    pub async fn stats_once(
+        &self,
+        container: &str,
+    ) -> Result<bollard::models::ContainerStatsResponse, DockerError> {
+        let opts = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: false,
+        };
+        let mut s = self.docker.stats(container, Some(opts));
+        match s.next().await {
+            Some(r) => r.map_err(|e| self.err(e, Some(container))),
+            None => Err(DockerError::Api {
+                status: None,
+                message: format!("no stats for {container}"),
+            }),
+        }
+    }
+
     /// Names of the containers (any state) that mount volume `name`.
     pub async fn containers_using_volume(&self, name: &str) -> Result<Vec<String>, DockerError> {
         let mut filters = HashMap::new();

@@ -6,6 +6,7 @@
 pub mod agents;
 pub mod assets;
 pub mod cli;
+pub mod client;
 pub mod cmd;
 pub mod detect;
 pub mod docker;
@@ -15,3 +16,5 @@ pub mod init;
 pub mod inject;
 pub mod output;
 pub mod serve;
+pub mod up;
+pub mod views;

@@ -95,6 +95,12 @@ pub struct InjectOptions {
     /// A templates directory overriding the built-in agents.yaml
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Extra OTEL_EXPORTER_OTLP_HEADERS entries (k=v,k2=v2), e.g. a backend's ingest key
+    #[arg(long, value_name = "HEADERS", hide = true)]
+    pub otlp_headers: Option<String>,
+    /// NAME=VALUE set in the app's environment where unset (repeat)
+    #[arg(long, value_name = "NAME=VALUE", hide = true)]
+    pub env_if_unset: Vec<String>,
 }
 
 /// How many containers are recreated at once.
@@ -115,24 +121,27 @@ struct Ctx<'a> {
     agent_lock: tokio::sync::Mutex<()>,
 }
 
+/// What happened to one container (`--json` prints a list of these).
 #[derive(Debug, Serialize)]
-struct Report {
-    container: String,
-    result: &'static str,
+pub struct Report {
+    pub container: String,
+    /// injected | noop | skipped | fallback | infrastructure | reverted | rolled_back |
+    /// dry_run | error
+    pub result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
+    pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    recovered: Option<String>,
+    pub recovered: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    new_id: Option<String>,
+    pub new_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    seconds: Option<f64>,
+    pub seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    plan: Option<Plan>,
+    pub plan: Option<Plan>,
 }
 
 impl Report {
-    fn new(container: &str, result: &'static str) -> Report {
+    pub fn new(container: &str, result: &'static str) -> Report {
         Report {
             container: container.to_string(),
             result,
@@ -154,7 +163,6 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
     {
         anyhow::bail!("--service-name applies to exactly one container");
     }
-    let catalog = Catalog::load(args.opts.templates.as_deref())?;
     let engine = Engine::connect().await?;
     clean_leftovers(&engine, &style).await;
     let store = Store::default_location();
@@ -171,53 +179,8 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
         }
         anyhow::bail!("no containers matched");
     }
-    let gate = GateOptions {
-        grace: Duration::from_secs_f64(args.opts.grace.max(0.0)),
-        health_timeout: Duration::from_secs_f64(args.opts.health_timeout.max(1.0)),
-        stop_timeout: args.opts.stop_timeout,
-    };
-    let mut extra_networks = args.opts.network.clone();
-    if extra_networks.is_empty() {
-        extra_networks = engine
-            .networks_with_label(OBS_NETWORK_LABEL)
-            .await
-            .unwrap_or_default();
-    }
-
-    // Several containers are recreated concurrently (bounded: each recreate stops an app and
-    // waits out its grace period, which is idle time); agent volumes are filled one at a time.
-    let ctx = Ctx {
-        engine: &engine,
-        store: &store,
-        args: &args,
-        catalog: &catalog,
-        extra_networks: &extra_networks,
-        gate: &gate,
-        style: &style,
-        show_plan: targets.len() == 1,
-        agent_lock: tokio::sync::Mutex::new(()),
-    };
-    let results: Vec<(String, Result<Report>)> = futures_util::stream::iter(targets.iter())
-        .map(|name| {
-            let ctx = &ctx;
-            async move {
-                let r = if ctx.args.revert {
-                    revert_one(ctx.engine, ctx.store, name, ctx.args, ctx.gate).await
-                } else {
-                    inject_one(ctx, name).await
-                };
-                if let Ok(rep) = &r
-                    && !ctx.style.json
-                {
-                    print_report(ctx.style, rep);
-                }
-                (name.clone(), r)
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
     let single = targets.len() == 1;
+    let results = execute(&engine, &store, &args, &targets, &style).await?;
     let mut reports = Vec::new();
     let mut first_error: Option<anyhow::Error> = None;
     for (name, r) in results {
@@ -256,6 +219,67 @@ pub async fn run(global: &GlobalArgs, args: InjectArgs) -> Result<Outcome> {
     } else {
         Outcome::Negative
     })
+}
+
+/// Injects (or reverts) `targets` concurrently and returns each one's outcome; prints each
+/// report as it completes unless `style` is JSON or quiet. The one engine `obs-stack up`
+/// drives too.
+pub async fn execute(
+    engine: &Engine,
+    store: &Store,
+    args: &InjectArgs,
+    targets: &[String],
+    style: &Style,
+) -> Result<Vec<(String, Result<Report>)>> {
+    let catalog = Catalog::load(args.opts.templates.as_deref())?;
+    let gate = GateOptions {
+        grace: Duration::from_secs_f64(args.opts.grace.max(0.0)),
+        health_timeout: Duration::from_secs_f64(args.opts.health_timeout.max(1.0)),
+        stop_timeout: args.opts.stop_timeout,
+    };
+    let mut extra_networks = args.opts.network.clone();
+    if extra_networks.is_empty() {
+        extra_networks = engine
+            .networks_with_label(OBS_NETWORK_LABEL)
+            .await
+            .unwrap_or_default();
+    }
+
+    // Several containers are recreated concurrently (bounded: each recreate stops an app and
+    // waits out its grace period, which is idle time); agent volumes are filled one at a time.
+    let ctx = Ctx {
+        engine,
+        store,
+        args,
+        catalog: &catalog,
+        extra_networks: &extra_networks,
+        gate: &gate,
+        style,
+        show_plan: targets.len() == 1,
+        agent_lock: tokio::sync::Mutex::new(()),
+    };
+    let results: Vec<(String, Result<Report>)> = futures_util::stream::iter(targets.iter())
+        .map(|name| {
+            let ctx = &ctx;
+            async move {
+                let r = if ctx.args.revert {
+                    revert_one(ctx.engine, ctx.store, name, ctx.args, ctx.gate).await
+                } else {
+                    inject_one(ctx, name).await
+                };
+                if let Ok(rep) = &r
+                    && !ctx.style.json
+                    && !ctx.style.quiet
+                {
+                    print_report(ctx.style, rep);
+                }
+                (name.clone(), r)
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    Ok(results)
 }
 
 /// Removes what an earlier, killed run left (helper containers); a failure here only warns.
@@ -487,7 +511,13 @@ async fn inject_one(ctx: &Ctx<'_>, name: &str) -> Result<Report> {
         agent_image,
         extra_networks: extra_networks.to_vec(),
         image_name_current: apply::image_name_current(engine, &original).await,
-        headers: None,
+        headers: args.opts.otlp_headers.clone(),
+        extra_env: args
+            .opts
+            .env_if_unset
+            .iter()
+            .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect(),
     };
     let mut p = plan::plan(&original, &rt, catalog, &opts, current_digest.as_deref());
     if let (Action::Inject, Some(spec)) = (&p.action, &p.create) {

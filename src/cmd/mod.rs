@@ -4,3 +4,5 @@ pub mod doctor;
 pub mod init;
 pub mod inject;
 pub mod serve;
+pub mod up;
+pub mod views;

@@ -55,6 +55,8 @@ pub struct PlanOptions {
     pub image_name_current: bool,
     /// `OTEL_EXPORTER_OTLP_HEADERS` entries to add (the `serve` backend's ingest key).
     pub headers: Option<String>,
+    /// Variables set where the app has none (what `up` asks of agents sending to `serve`).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for PlanOptions {
@@ -64,6 +66,7 @@ impl Default for PlanOptions {
             profile: Profile::Dev,
             service_name: None,
             headers: None,
+            extra_env: Vec::new(),
             metrics_prometheus: false,
             force: false,
             agent_image: None,
@@ -705,10 +708,20 @@ pub fn plan(
         metric_export_interval: None,
         headers: opts.headers.clone(),
         musl,
-        extra: if opts.metrics_prometheus {
-            prometheus_ops()
-        } else {
-            Vec::new()
+        extra: {
+            let mut extra = if opts.metrics_prometheus {
+                prometheus_ops()
+            } else {
+                Vec::new()
+            };
+            extra.extend(opts.extra_env.iter().map(|(k, v)| EnvOp {
+                name: k.clone(),
+                op: Op::SetIfUnset,
+                value: v.clone(),
+                sep: None,
+                musl_value: None,
+            }));
+            extra
         },
     };
     let mut env = env0.clone();

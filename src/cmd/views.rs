@@ -1,0 +1,362 @@
+//! `obs-stack status | top | traces | errors`: terminal views, clients of the backend's API
+//! (docs/serve.md) only. Rendering is pure (`crate::views`).
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::Value;
+
+use crate::assets::{Assets, TEMPLATES};
+use crate::cli::GlobalArgs;
+use crate::client::{self, Client};
+use crate::exit::Outcome;
+use crate::output::print_json;
+use crate::views::{self, ServiceView};
+
+/// Where the backend is and which project to show (the same for every view).
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// The project (default: the compose project of this directory, else the only one)
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+    /// The backend's API (default: the `obs-stack` container `up` started)
+    #[arg(long, env = "OBS_STACK_API", value_name = "URL")]
+    pub api: Option<String>,
+    /// The API token (default: read from the backend's data volume)
+    #[arg(long, env = "OBS_STACK_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Minutes back from now
+    #[arg(long, default_value_t = 15, value_name = "MIN")]
+    pub minutes: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// One service only
+    pub service: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    /// Seconds between refreshes
+    #[arg(long, default_value_t = 2)]
+    pub interval: u64,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TracesArgs {
+    /// A service, or a trace id (32 hex digits) to show as a waterfall
+    pub service_or_id: Option<String>,
+    /// Only this route
+    #[arg(long)]
+    pub route: Option<String>,
+    /// Only traces with an error
+    #[arg(long)]
+    pub errors: bool,
+    /// Only traces slower than the service's p95 (or 500 ms)
+    #[arg(long)]
+    pub slow: bool,
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ErrorsArgs {
+    /// A service, or an error group id to show with its stack trace
+    pub service_or_id: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Ctx {
+    client: Client,
+    project: String,
+    from: i64,
+    to: i64,
+}
+
+impl Ctx {
+    fn q(&self, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut q = vec![
+            ("project", self.project.clone()),
+            ("from", self.from.to_string()),
+            ("to", self.to.to_string()),
+        ];
+        q.extend(extra.iter().cloned());
+        q
+    }
+}
+
+async fn connect(t: &Target) -> Result<Ctx> {
+    let client = client::discover(t.api.as_deref(), t.token.as_deref()).await?;
+    let project = match &t.project {
+        Some(p) => p.clone(),
+        None => {
+            let here = std::env::current_dir()
+                .ok()
+                .and_then(|d| crate::init::compose::locate(None, &d).ok())
+                .and_then(|f| crate::init::compose::load(&f, None).ok())
+                .map(|p| p.name);
+            let known = client.get("/api/v1/projects", &[]).await?;
+            let names: Vec<String> = known
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["project"].as_str().map(String::from))
+                .collect();
+            match here {
+                Some(h) if names.contains(&h) => h,
+                _ if names.len() == 1 => names[0].clone(),
+                _ if names.is_empty() => anyhow::bail!(
+                    "the backend has no project yet\n  hint: `obs-stack up` instruments a project and registers it"
+                ),
+                _ => anyhow::bail!("several projects ({}): pick one with --project", names.join(", ")),
+            }
+        }
+    };
+    let to = now_ms();
+    Ok(Ctx {
+        client,
+        project,
+        from: to - (t.minutes.max(1) as i64) * 60_000,
+        to,
+    })
+}
+
+async fn gather(ctx: &Ctx, only: Option<&str>) -> Result<(Value, Vec<ServiceView>)> {
+    let services = ctx.client.get("/api/v1/services", &ctx.q(&[])).await?;
+    let mut views = Vec::new();
+    for s in services["services"].as_array().cloned().unwrap_or_default() {
+        let name = s["name"].as_str().unwrap_or("").to_string();
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let svc = [("service", name.clone())];
+        let routes = ctx.client.get("/api/v1/routes", &ctx.q(&svc)).await?;
+        let errors = ctx.client.get("/api/v1/errors", &ctx.q(&svc)).await?;
+        let runtime = ctx.client.get("/api/v1/runtime", &ctx.q(&svc)).await?;
+        views.push(ServiceView {
+            service: s,
+            routes,
+            errors,
+            runtime,
+        });
+    }
+    Ok((services, views))
+}
+
+fn thresholds() -> std::collections::BTreeMap<String, views::Thresholds> {
+    Assets::load(&TEMPLATES, None)
+        .ok()
+        .and_then(|a| a.get("defaults/frameworks.yaml").map(views::thresholds))
+        .unwrap_or_default()
+}
+
+fn width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .or_else(|| crossterm::terminal::size().ok().map(|(w, _)| w as usize))
+        .unwrap_or(120)
+}
+
+pub async fn status(global: &GlobalArgs, args: StatusArgs) -> Result<Outcome> {
+    let style = global.style();
+    let ctx = connect(&args.target).await?;
+    let (_, views) = gather(&ctx, args.service.as_deref()).await?;
+    if let Some(s) = &args.service
+        && views.is_empty()
+    {
+        anyhow::bail!("no service {s:?} in project {} (yet)", ctx.project);
+    }
+    if style.json {
+        let services: Vec<Value> = views
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "service": v.service, "routes": v.routes["routes"], "errors": v.errors["errors"],
+                    "runtime": v.runtime["series"],
+                })
+            })
+            .collect();
+        print_json(
+            &serde_json::json!({"project": ctx.project, "from": ctx.from, "to": ctx.to, "services": services}),
+        )?;
+    } else {
+        print!(
+            "{}",
+            views::render_status(&style, &ctx.project, &views, &thresholds(), now_ms(), width())
+        );
+    }
+    Ok(Outcome::Success)
+}
+
+/// `top`: status refreshing in place; q, Esc or Ctrl-C quits. Not a terminal: one frame.
+pub async fn top(global: &GlobalArgs, args: TopArgs) -> Result<Outcome> {
+    use crossterm::event::{self, Event, KeyCode, KeyModifiers};
+    use crossterm::{cursor, execute, terminal};
+    use std::io::IsTerminal;
+    let style = global.style();
+    let th = thresholds();
+    if style.json || !std::io::stdout().is_terminal() {
+        let ctx = connect(&args.target).await?;
+        let (_, views) = gather(&ctx, None).await?;
+        print!(
+            "{}",
+            views::render_status(&style, &ctx.project, &views, &th, now_ms(), width())
+        );
+        return Ok(Outcome::Success);
+    }
+    let mut out = std::io::stdout();
+    terminal::enable_raw_mode()?;
+    execute!(out, terminal::EnterAlternateScreen, cursor::Hide)?;
+    let result: Result<()> = async {
+        loop {
+            let frame = match connect(&args.target).await {
+                Ok(ctx) => match gather(&ctx, None).await {
+                    Ok((_, views)) => {
+                        views::render_status(&style, &ctx.project, &views, &th, now_ms(), width())
+                    }
+                    Err(e) => format!("{e:#}\n"),
+                },
+                Err(e) => format!("{e:#}\n"),
+            };
+            let (w, h) = terminal::size().unwrap_or((80, 24));
+            execute!(
+                out,
+                cursor::MoveTo(0, 0),
+                terminal::Clear(terminal::ClearType::All)
+            )?;
+            for line in frame.lines().take(h.saturating_sub(1) as usize) {
+                let line: String = line.chars().take(w as usize + 16).collect();
+                write!(out, "{line}\r\n")?;
+            }
+            write!(out, "obs-stack top — every {}s — q quits", args.interval)?;
+            out.flush()?;
+            let until = std::time::Instant::now() + Duration::from_secs(args.interval.max(1));
+            while std::time::Instant::now() < until {
+                if event::poll(Duration::from_millis(100))?
+                    && let Event::Key(k) = event::read()?
+                    && (matches!(k.code, KeyCode::Char('q') | KeyCode::Esc)
+                        || (k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL)))
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    .await;
+    execute!(out, cursor::Show, terminal::LeaveAlternateScreen)?;
+    terminal::disable_raw_mode()?;
+    result.map(|_| Outcome::Success)
+}
+
+fn is_trace_id(s: &str) -> bool {
+    s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+pub async fn traces(global: &GlobalArgs, args: TracesArgs) -> Result<Outcome> {
+    let style = global.style();
+    let ctx = connect(&args.target).await?;
+    if let Some(id) = args.service_or_id.as_deref().filter(|s| is_trace_id(s)) {
+        let t = ctx
+            .client
+            .get(
+                &format!("/api/v1/traces/{id}"),
+                &[("project", ctx.project.clone())],
+            )
+            .await?;
+        if style.json {
+            print_json(&t)?;
+        } else {
+            print!("{}", views::render_waterfall(&t, width()));
+        }
+        return Ok(Outcome::Success);
+    }
+    let mut extra = vec![("limit", args.limit.to_string())];
+    if let Some(s) = &args.service_or_id {
+        extra.push(("service", s.clone()));
+    }
+    if let Some(r) = &args.route {
+        extra.push(("route", r.clone()));
+    }
+    if args.errors {
+        extra.push(("error", "true".into()));
+    }
+    if args.slow {
+        let mut min = 500.0;
+        if let Some(s) = &args.service_or_id {
+            let svc = ctx.client.get("/api/v1/services", &ctx.q(&[])).await?;
+            if let Some(p95) = svc["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["name"] == s.as_str())
+                .and_then(|x| x["p95_ms"].as_f64())
+            {
+                min = p95;
+            }
+        }
+        extra.push(("min_duration_ms", format!("{min:.0}")));
+    }
+    let t = ctx.client.get("/api/v1/traces", &ctx.q(&extra)).await?;
+    if style.json {
+        print_json(&t)?;
+    } else {
+        print!("{}", views::render_traces(&t, now_ms()));
+    }
+    Ok(Outcome::Success)
+}
+
+pub async fn errors(global: &GlobalArgs, args: ErrorsArgs) -> Result<Outcome> {
+    let style = global.style();
+    let ctx = connect(&args.target).await?;
+    let services = ctx.client.get("/api/v1/services", &ctx.q(&[])).await?;
+    let is_service = args.service_or_id.as_deref().is_some_and(|s| {
+        services["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["name"] == s)
+    });
+    if let Some(id) = args.service_or_id.as_deref().filter(|_| !is_service) {
+        let g = ctx
+            .client
+            .get(
+                &format!("/api/v1/errors/{id}"),
+                &[("project", ctx.project.clone())],
+            )
+            .await?;
+        if style.json {
+            print_json(&g)?;
+        } else {
+            print!("{}", views::render_error_group(&g, now_ms()));
+        }
+        return Ok(Outcome::Success);
+    }
+    let mut extra = Vec::new();
+    if let Some(s) = &args.service_or_id {
+        extra.push(("service", s.clone()));
+    }
+    let e = ctx.client.get("/api/v1/errors", &ctx.q(&extra)).await?;
+    if style.json {
+        print_json(&e)?;
+    } else {
+        print!("{}", views::render_errors(&e, now_ms()));
+    }
+    Ok(Outcome::Success)
+}
