@@ -79,7 +79,7 @@ fn bytes(x: f64) -> String {
 }
 
 fn ago(now_ms: i64, ts: &Value) -> String {
-    let Some(t) = ts.as_i64() else {
+    let Some(t) = ts.as_i64().or_else(|| ts.as_f64().map(|f| f as i64)) else {
         return "-".into();
     };
     let s = (now_ms - t).max(0) / 1000;
@@ -205,9 +205,12 @@ pub fn render_status(
         let s = &v.service;
         let name = s["name"].as_str().unwrap_or("?");
         let _ = writeln!(out);
+        let watched = last_value(&v.runtime, "container_stats.").is_some()
+            || last_value(&v.runtime, "http_check.").is_some();
         let src = match s["source"].as_str() {
             Some("metrics") => "agent metrics",
             Some("spans") => "agent spans",
+            _ if watched => "no agent: container stats and HTTP checks",
             _ => "no agent data",
         };
         let _ = writeln!(out, "{} ({src})", style.paint(Paint::Bold, name));
@@ -278,7 +281,24 @@ pub fn render_status(
                 }
             );
         }
-        if routes.is_empty() && s["source"].is_null() {
+        if let (Some(cpu), Some(mem)) = (
+            last_value(&v.runtime, "container_stats.cpu_percent"),
+            last_value(&v.runtime, "container_stats.memory_bytes"),
+        ) {
+            let limit = last_value(&v.runtime, "container_stats.memory_limit_bytes")
+                .filter(|l| *l > 0.0 && *l < 1e15)
+                .map(|l| format!(" of {}", bytes(l)))
+                .unwrap_or_default();
+            let restarts = last_value(&v.runtime, "container_stats.restarts").unwrap_or(0.0);
+            let oom = last_value(&v.runtime, "container_stats.oom_killed").unwrap_or(0.0) > 0.0;
+            let _ = writeln!(
+                out,
+                "  container:      CPU {cpu:.1}%, memory {}{limit}, {restarts:.0} restarts{}",
+                bytes(mem),
+                if oom { ", OOM-killed" } else { "" }
+            );
+        }
+        if routes.is_empty() && s["source"].is_null() && !watched {
             let _ = writeln!(
                 out,
                 "  no requests seen: send one, or see `obs-stack status` hints (agent loaded? `docker logs`)"

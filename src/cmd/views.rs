@@ -167,10 +167,15 @@ fn thresholds() -> std::collections::BTreeMap<String, views::Thresholds> {
 }
 
 fn width() -> usize {
+    use std::io::IsTerminal;
+    let tty = std::io::stdout().is_terminal();
     std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse().ok())
-        .or_else(|| crossterm::terminal::size().ok().map(|(w, _)| w as usize))
+        .or_else(|| {
+            tty.then(|| crossterm::terminal::size().ok().map(|(w, _)| w as usize))
+                .flatten()
+        })
         .unwrap_or(120)
 }
 

@@ -21,7 +21,7 @@ check_toolchains() {
 
 main() {
   check_toolchains
-  local want=(shellcheck:shellcheck promtool:prometheus amtool:prometheus-alertmanager wrk:wrk)
+  local want=(shellcheck:shellcheck promtool:prometheus amtool:prometheus-alertmanager wrk:wrk tmux:tmux)
   local missing=() pair
   for pair in "${want[@]}"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
