@@ -506,7 +506,12 @@ fn inject_args(containers: Vec<String>, key: &str, profile: Profile, grace: f64)
             stop_timeout: None,
             templates: None,
             otlp_headers: Some(format!("x-obs-stack-key={key}")),
-            env_if_unset: up::AGENT_ENV.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env_if_unset: up::AGENT_ENV
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                // dev: RED in the views within seconds of the requests (prod keeps the profile's).
+                .chain((profile == Profile::Dev).then(|| "OTEL_METRIC_EXPORT_INTERVAL=5000".to_string()))
+                .collect(),
         }),
     }
 }
