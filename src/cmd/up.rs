@@ -290,9 +290,12 @@ fn print_up(style: &Style, r: &UpReport, took: Duration) {
         took.as_secs_f64()
     );
     for c in &r.containers {
-        let what = match (&c.language, &c.framework) {
-            (Some(l), Some(f)) => format!("{l}/{f}"),
-            (Some(l), None) => l.clone(),
+        let what = match (&c.language, &c.framework, &c.decision) {
+            (Some(l), Some(f), _) => format!("{l}/{f}"),
+            (Some(l), None, _) => l.clone(),
+            (None, _, Decision::LeftAlone { reason }) if reason.starts_with("infrastructure") => {
+                "infrastructure".into()
+            }
             _ => "unknown".into(),
         };
         let (label, detail) = match &c.decision {
@@ -949,7 +952,9 @@ async fn observe(engine: &Engine, http: &reqwest::Client, t: &WatchTarget) -> Ve
                     .unwrap_or(0);
                 stats["memory_bytes"] = serde_json::json!(u.saturating_sub(cache));
             }
-            if let Some(l) = m.limit {
+            // Without a limit Docker reports the host's memory: no limit to be near.
+            let limited = i.host_config.as_ref().and_then(|h| h.memory).unwrap_or(0) > 0;
+            if let (Some(l), true) = (m.limit, limited) {
                 stats["memory_limit_bytes"] = serde_json::json!(l);
             }
         }
