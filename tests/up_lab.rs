@@ -109,6 +109,9 @@ services:
     ports: ["127.0.0.1::8080"]
 "#;
 
+/// service, container port, (path, requests)
+type Sent = (&'static str, u16, Vec<(&'static str, usize)>);
+
 struct Cleanup {
     projects: Vec<(std::path::PathBuf, String)>,
     state: std::path::PathBuf,
@@ -241,7 +244,7 @@ fn up_observes_a_project_and_down_restores_it() {
     eprintln!("up (5 containers, 3 instrumented): {up_secs:.1}s");
 
     // 2. Known traffic (the instrumented apps got new host ports).
-    let sent: Vec<(&str, u16, Vec<(&str, usize)>)> = vec![
+    let sent: Vec<Sent> = vec![
         ("shop", 5000, vec![("/orders/1", 12), ("/work", 6), ("/error", 4)]),
         ("api", 3000, vec![("/orders/1", 9), ("/work", 5), ("/error", 3)]),
         (
