@@ -22,9 +22,10 @@ if docker inspect obs-stack >/dev/null 2>&1; then
   exit 2
 fi
 tag() { docker images "$1" --format '{{.Tag}}' | head -1; }
-export OBS_STACK_AGENT_IMAGE_PYTHON=obs-lab/autoinstrumentation-python:$(tag obs-lab/autoinstrumentation-python)
-export OBS_STACK_AGENT_IMAGE_NODE=obs-lab/autoinstrumentation-nodejs:$(tag obs-lab/autoinstrumentation-nodejs)
-export OBS_STACK_AGENT_IMAGE_JAVA=obs-lab/autoinstrumentation-java:$(tag obs-lab/autoinstrumentation-java)
+OBS_STACK_AGENT_IMAGE_PYTHON=obs-lab/autoinstrumentation-python:$(tag obs-lab/autoinstrumentation-python)
+OBS_STACK_AGENT_IMAGE_NODE=obs-lab/autoinstrumentation-nodejs:$(tag obs-lab/autoinstrumentation-nodejs)
+OBS_STACK_AGENT_IMAGE_JAVA=obs-lab/autoinstrumentation-java:$(tag obs-lab/autoinstrumentation-java)
+export OBS_STACK_AGENT_IMAGE_PYTHON OBS_STACK_AGENT_IMAGE_NODE OBS_STACK_AGENT_IMAGE_JAVA
 WORK=$(mktemp -d)
 export OBS_STACK_STATE_DIR=$WORK/state
 P1=benchup$$
@@ -78,7 +79,7 @@ done
 t0=$(now_ms)
 "$OBS_STACK" up --grace 3 >/dev/null
 UP1=$(( $(now_ms) - t0 ))
-printf '\n`up` on Flask + Express + Spring Boot: %s ms\n' "$UP1"
+printf '\nup on Flask + Express + Spring Boot: %s ms\n' "$UP1"
 printf '%-10s %18s %34s\n' app "own start (ms)" "end of up -> visible in status (ms)"
 for s in shop api billing; do
   c=${P1}_${s}_1
@@ -122,5 +123,5 @@ UPN2=$(( $(now_ms) - t0 ))
 t0=$(now_ms)
 "$OBS_STACK" down --grace 1 >/dev/null
 DOWN=$(( $(now_ms) - t0 ))
-printf '\n`up` on %s containers (%s with an agent): %s ms; again (all already instrumented): %s ms; `down`: %s ms\n' \
+printf '\nup on %s containers (%s with an agent): %s ms; again (all already instrumented): %s ms; down: %s ms\n' \
   "$N" "$agents" "$UPN" "$UPN2" "$DOWN"

@@ -37,6 +37,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api)
+        .merge(super::ui::router()) // the web UI (src/serve/ui.rs)
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
         .with_state(shared)
 }

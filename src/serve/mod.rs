@@ -15,6 +15,7 @@ pub mod http;
 pub mod receive;
 pub mod redact;
 pub mod store;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

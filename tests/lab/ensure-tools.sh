@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the host tools the lab's tests use (Debian packages), idempotently:
 # ShellCheck (installer lint), promtool and amtool (Prometheus/Alertmanager config checks),
-# wrk (benchmarks). Prints what to install when not root on Debian.
+# wrk (benchmarks), chromium (the UI's browser tests, driven headless by playwright-core). Prints what to install when not root on Debian.
 set -euo pipefail
 
 # Toolchains the fixture, agent and collector builds use on the host. The machines this lab
@@ -21,7 +21,7 @@ check_toolchains() {
 
 main() {
   check_toolchains
-  local want=(shellcheck:shellcheck promtool:prometheus amtool:prometheus-alertmanager wrk:wrk tmux:tmux)
+  local want=(shellcheck:shellcheck promtool:prometheus amtool:prometheus-alertmanager wrk:wrk tmux:tmux chromium:chromium)
   local missing=() pair
   for pair in "${want[@]}"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
