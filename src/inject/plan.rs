@@ -922,3 +922,53 @@ pub fn runtime_from_config(inspect: &ContainerInspectResponse, processes: &[Stri
         infrastructure: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_hosts_are_parsed() {
+        assert_eq!(
+            endpoint_host("http://otel-collector:4318").as_deref(),
+            Some("otel-collector")
+        );
+        assert_eq!(
+            endpoint_host("https://u:p@obs-stack:4318/v1").as_deref(),
+            Some("obs-stack")
+        );
+        assert_eq!(endpoint_host("http://[::1]:4318").as_deref(), Some("::1"));
+        assert_eq!(endpoint_host("http://"), None);
+    }
+
+    #[test]
+    fn an_endpoint_no_container_answers_to_is_reported() {
+        let nets = BTreeMap::from([(
+            "shop_default".to_string(),
+            vec!["web".to_string(), "db".to_string()],
+        )]);
+        let w = endpoint_unresolvable("http://otel-collector:4318", "shop_default", &nets).unwrap();
+        assert!(
+            w.contains("will not resolve") && w.contains("shop_default"),
+            "{w}"
+        );
+        let with = BTreeMap::from([("shop_default".to_string(), vec!["otel-collector".to_string()])]);
+        assert_eq!(
+            endpoint_unresolvable("http://otel-collector:4318", "shop_default", &with),
+            None
+        );
+        // Addresses, FQDNs, host networking: not Docker's DNS to judge.
+        assert_eq!(
+            endpoint_unresolvable("http://10.0.0.5:4318", "bridge", &nets),
+            None
+        );
+        assert_eq!(
+            endpoint_unresolvable("http://collector.example.com:4318", "bridge", &nets),
+            None
+        );
+        assert_eq!(
+            endpoint_unresolvable("http://otel-collector:4318", "host", &nets),
+            None
+        );
+    }
+}
