@@ -69,6 +69,8 @@ pub enum Command {
     Traces(cmd::views::TracesArgs),
     /// Error groups, newest first; `errors ID` shows the latest stack trace
     Errors(cmd::views::ErrorsArgs),
+    /// Replay real GET traffic to a service in a short burst and report what its traces show
+    Analyze(cmd::views::AnalyzeArgs),
     /// Observe containers without an agent (runs in the watcher container `up` starts)
     #[command(hide = true)]
     Watch(cmd::up::WatchArgs),
@@ -194,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<exit::Outcome> {
         Command::Top(a) => cmd::views::top(&g, a).await,
         Command::Traces(a) => cmd::views::traces(&g, a).await,
         Command::Errors(a) => cmd::views::errors(&g, a).await,
+        Command::Analyze(a) => cmd::views::analyze(&g, a).await,
         Command::Watch(a) => cmd::up::watch(a).await,
         Command::Healthcheck(a) => cmd::up::healthcheck(a).await,
     }

@@ -245,7 +245,11 @@ fn up_observes_a_project_and_down_restores_it() {
 
     // 2. Known traffic (the instrumented apps got new host ports).
     let sent: Vec<Sent> = vec![
-        ("shop", 5000, vec![("/orders/1", 12), ("/work", 6), ("/error", 4)]),
+        (
+            "shop",
+            5000,
+            vec![("/orders/1", 12), ("/work", 6), ("/error", 4), ("/orders", 3)],
+        ),
         ("api", 3000, vec![("/orders/1", 9), ("/work", 5), ("/error", 3)]),
         (
             "billing",
@@ -355,6 +359,14 @@ fn up_observes_a_project_and_down_restores_it() {
             .contains("server")
             || s["kind"] == 2),
         "{trace}"
+    );
+    // analyze: replays the stored GET URLs in a bounded burst; finds the planted N+1.
+    let a = json(&dir, &state, &["--json", "analyze", "shop", "--requests", "20"]);
+    assert_eq!(a["requests"], 20, "{a}");
+    let n1 = a["n_plus_one"].as_array().unwrap();
+    assert!(
+        n1.iter().any(|n| n["route"] == "GET /orders" && n["times"] == 5),
+        "the N+1 of GET /orders was not found: {a}"
     );
     // The human views say what they show.
     let human = text(&obs(&dir, &state, &["status"]));

@@ -338,8 +338,25 @@ fn cwd_project() -> Option<String> {
 async fn select(engine: &Engine, args: &UpArgs, default_project: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for c in &args.containers {
-        let i = engine.inspect(c).await?;
-        names.push(crate::inject::plan::container_name(&i));
+        // A container name or id, else a service of the project (`obs-stack up web api`).
+        if let Some(i) = engine.try_inspect(c).await? {
+            names.push(crate::inject::plan::container_name(&i));
+            continue;
+        }
+        let labels = [
+            format!("{COMPOSE_PROJECT}={default_project}"),
+            format!("{COMPOSE_SERVICE}={c}"),
+        ];
+        let found: Vec<String> = engine
+            .list(false, &labels)
+            .await?
+            .into_iter()
+            .filter_map(|x| x.names?.first().map(|n| n.trim_start_matches('/').to_string()))
+            .collect();
+        if found.is_empty() {
+            return Err(crate::docker::DockerError::NoSuchContainer(c.clone()).into());
+        }
+        names.extend(found);
     }
     if !args.containers.is_empty() {
         return Ok(names);

@@ -365,3 +365,296 @@ pub async fn errors(global: &GlobalArgs, args: ErrorsArgs) -> Result<Outcome> {
     }
     Ok(Outcome::Success)
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// The service to analyze (it must run in a container obs-stack instrumented)
+    pub service: String,
+    /// Requests in the burst, all routes together
+    #[arg(long, default_value_t = 50)]
+    pub requests: usize,
+    /// Requests in flight at once
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Upper bound on the burst, in seconds
+    #[arg(long, default_value_t = 30)]
+    pub max_seconds: u64,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// One replayed request's outcome.
+struct Shot {
+    route: String,
+    ms: f64,
+    status: Option<u16>,
+}
+
+/// `obs-stack analyze SERVICE`: replays concrete GET URLs taken from the service's stored
+/// traces (never invented, never anything but GET) in a bounded burst, only to a container
+/// obs-stack instrumented, through its published 127.0.0.1 port; then reports per route
+/// p50/p95 and errors, and what the burst's traces show (N+1 queries, the slowest child span
+/// and its share, a blocked Node.js event loop).
+pub async fn analyze(global: &GlobalArgs, args: AnalyzeArgs) -> Result<Outcome> {
+    use futures_util::StreamExt;
+    let style = global.style();
+    let ctx = connect(&args.target).await?;
+    let svc = [("service", args.service.clone())];
+    // 1. Concrete URLs per GET route, from stored traces.
+    let routes = ctx.client.get("/api/v1/routes", &ctx.q(&svc)).await?;
+    let mut urls: Vec<(String, String)> = Vec::new();
+    let mut ports: Vec<u16> = Vec::new();
+    for r in routes["routes"].as_array().into_iter().flatten() {
+        if r["method"].as_str() != Some("GET") {
+            continue;
+        }
+        let route = r["route"].as_str().unwrap_or("").to_string();
+        let list = ctx
+            .client
+            .get(
+                "/api/v1/traces",
+                &ctx.q(&[
+                    ("service", args.service.clone()),
+                    ("route", route.clone()),
+                    ("limit", "10".into()),
+                ]),
+            )
+            .await?;
+        let mut seen = Vec::new();
+        for t in list["traces"].as_array().into_iter().flatten().take(10) {
+            let Some(id) = t["trace_id"].as_str() else {
+                continue;
+            };
+            let trace = ctx
+                .client
+                .get(
+                    &format!("/api/v1/traces/{id}"),
+                    &[("project", ctx.project.clone())],
+                )
+                .await?;
+            for s in trace["spans"].as_array().into_iter().flatten() {
+                if s["service"] != args.service.as_str() || s["route"].as_str() != Some(route.as_str()) {
+                    continue;
+                }
+                let a = &s["attributes"];
+                let path = a["url.path"]
+                    .as_str()
+                    .map(|p| match a["url.query"].as_str() {
+                        Some(q) if !q.is_empty() => format!("{p}?{q}"),
+                        _ => p.to_string(),
+                    })
+                    .or_else(|| a["http.target"].as_str().map(String::from));
+                if let Some(p) = a["server.port"].as_i64().or(a["net.host.port"].as_i64()) {
+                    ports.push(p as u16);
+                }
+                if let Some(p) = path.filter(|p| p.starts_with('/') && !p.contains("****"))
+                    && !seen.contains(&p)
+                {
+                    seen.push(p);
+                }
+            }
+            if seen.len() >= 5 {
+                break;
+            }
+        }
+        urls.extend(seen.into_iter().map(|p| (format!("GET {route}"), p)));
+    }
+    if urls.is_empty() {
+        anyhow::bail!(
+            "no GET request of {} is stored yet: the analysis replays real traffic only\n  hint: send some requests first",
+            args.service
+        );
+    }
+    // 2. Where: a container obs-stack instrumented, through its published 127.0.0.1 port.
+    let engine = crate::docker::Engine::connect().await?;
+    let mut labels = vec![crate::inject::plan::LABEL_INJECTED.to_string()];
+    if ctx.project != "default" {
+        labels.push(format!(
+            "{}={}",
+            crate::inject::plan::COMPOSE_PROJECT,
+            ctx.project
+        ));
+        labels.push(format!(
+            "{}={}",
+            crate::inject::plan::COMPOSE_SERVICE,
+            args.service
+        ));
+    }
+    let containers = engine.list(false, &labels).await?;
+    let container = containers
+        .iter()
+        .find(|c| {
+            ctx.project != "default"
+                || c.names.iter().flatten().any(|n| n.trim_start_matches('/') == args.service)
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no running container of {} instrumented by obs-stack: the analysis only sends requests to those",
+                args.service
+            )
+        })?;
+    ports.sort_unstable();
+    ports.dedup();
+    let host_port = container
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| matches!(p.ip.as_deref(), Some("127.0.0.1" | "0.0.0.0")))
+        .filter(|p| ports.is_empty() || ports.contains(&p.private_port))
+        .find_map(|p| p.public_port)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} publishes no port on 127.0.0.1: the analysis reaches containers only through their published 127.0.0.1 port",
+                args.service
+            )
+        })?;
+    // 3. The burst: bounded in count, concurrency and time.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let started_ms = now_ms();
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.max_seconds.max(1));
+    let plan: Vec<(String, String)> = (0..args.requests.max(1))
+        .map(|i| urls[i % urls.len()].clone())
+        .collect();
+    let shots: Vec<Shot> = futures_util::stream::iter(plan)
+        .map(|(route, path)| {
+            let http = http.clone();
+            async move {
+                if std::time::Instant::now() > deadline {
+                    return None;
+                }
+                let t = std::time::Instant::now();
+                let status = http
+                    .get(format!("http://127.0.0.1:{host_port}{path}"))
+                    .send()
+                    .await
+                    .ok()
+                    .map(|r| r.status().as_u16());
+                Some(Shot {
+                    route,
+                    ms: t.elapsed().as_secs_f64() * 1000.0,
+                    status,
+                })
+            }
+        })
+        .buffer_unordered(args.concurrency.clamp(1, 16))
+        .filter_map(|s| async move { s })
+        .collect()
+        .await;
+    let burst_s = (now_ms() - started_ms) as f64 / 1000.0;
+    // 4. The burst's traces (exported within a few seconds by the batch span processor).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let since = [("from", started_ms.to_string()), ("to", now_ms().to_string())];
+    let mut q = vec![
+        ("project", ctx.project.clone()),
+        ("service", args.service.clone()),
+        ("limit", "40".into()),
+    ];
+    q.extend(since.iter().cloned());
+    let list = ctx.client.get("/api/v1/traces", &q).await?;
+    let mut traces = Vec::new();
+    for t in list["traces"].as_array().into_iter().flatten() {
+        if let Some(id) = t["trace_id"].as_str() {
+            traces.push(
+                ctx.client
+                    .get(
+                        &format!("/api/v1/traces/{id}"),
+                        &[("project", ctx.project.clone())],
+                    )
+                    .await?,
+            );
+        }
+    }
+    let findings = views::analyze_traces(&traces);
+    let mut rq = vec![
+        ("project", ctx.project.clone()),
+        ("service", args.service.clone()),
+    ];
+    rq.extend(since.iter().cloned());
+    let runtime = ctx.client.get("/api/v1/runtime", &rq).await?;
+    let loop_ms = runtime["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["name"].as_str().is_some_and(|n| n.contains("eventloop.delay")))
+        .flat_map(|s| {
+            let scale = match s["unit"].as_str() {
+                Some("s") => 1000.0,
+                Some("ns") => 1e-6,
+                _ => 1.0,
+            };
+            s["points"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |p| p.get(1)?.as_f64().map(|v| v * scale))
+        })
+        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+    // 5. The report.
+    let mut per_route: std::collections::BTreeMap<String, Vec<&Shot>> = std::collections::BTreeMap::new();
+    for s in &shots {
+        per_route.entry(s.route.clone()).or_default().push(s);
+    }
+    let rows: Vec<Value> = per_route
+        .iter()
+        .map(|(route, v)| {
+            let mut ms: Vec<f64> = v.iter().map(|s| s.ms).collect();
+            ms.sort_by(f64::total_cmp);
+            let pct = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+            let errors = v.iter().filter(|s| s.status.is_none_or(|c| c >= 500)).count();
+            serde_json::json!({"route": route, "requests": v.len(), "p50_ms": pct(0.5), "p95_ms": pct(0.95), "errors": errors})
+        })
+        .collect();
+    let blocked = loop_ms.filter(|m| *m > 50.0);
+    let report = serde_json::json!({
+        "service": args.service, "project": ctx.project, "port": host_port, "urls": urls.len(),
+        "requests": shots.len(), "seconds": burst_s, "routes": rows,
+        "n_plus_one": findings.n_plus_one, "slowest_children": findings.slowest_children,
+        "event_loop_delay_max_ms": loop_ms, "event_loop_blocked": blocked.is_some(),
+        "traces_analyzed": traces.len(),
+    });
+    if style.json {
+        print_json(&report)?;
+        return Ok(Outcome::Success);
+    }
+    println!(
+        "analysis of {} ({} requests over {} real URLs to 127.0.0.1:{host_port} in {burst_s:.1}s; {} traces)",
+        args.service,
+        shots.len(),
+        urls.len(),
+        traces.len()
+    );
+    for r in &rows {
+        println!(
+            "  {:<36} {:>4} req  p50 {:>7.1}ms  p95 {:>7.1}ms  {} errors",
+            r["route"].as_str().unwrap_or("?"),
+            r["requests"],
+            r["p50_ms"].as_f64().unwrap_or(0.0),
+            r["p95_ms"].as_f64().unwrap_or(0.0),
+            r["errors"]
+        );
+    }
+    for n in &findings.n_plus_one {
+        println!(
+            "  N+1: {} runs `{}` {} times per request (trace {})",
+            n.route, n.statement, n.times, n.trace_id
+        );
+    }
+    for c in &findings.slowest_children {
+        println!(
+            "  slowest part of {}: {} ({:.0}% of the request)",
+            c.route,
+            c.span,
+            c.share * 100.0
+        );
+    }
+    if let Some(m) = blocked {
+        println!("  the Node.js event loop was blocked: delay up to {m:.0}ms during the burst");
+    }
+    if findings.n_plus_one.is_empty() && findings.slowest_children.is_empty() && blocked.is_none() {
+        println!("  no findings: no repeated queries, no dominant child span, no blocked event loop");
+    }
+    Ok(Outcome::Success)
+}
