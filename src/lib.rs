@@ -16,5 +16,6 @@ pub mod init;
 pub mod inject;
 pub mod output;
 pub mod serve;
+pub mod tarball;
 pub mod up;
 pub mod views;

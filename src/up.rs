@@ -221,23 +221,9 @@ pub fn rootfs_tar(binary: &[u8], libraries: &[(String, Vec<u8>)]) -> Result<Vec<
     dirs.sort();
     dirs.dedup();
     for d in &dirs {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_size(0);
-        h.set_mode(if d == "tmp" { 0o1777 } else { 0o755 });
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, format!("{d}/"), std::io::empty())?;
+        crate::tarball::dir(&mut b, d, if d == "tmp" { 0o1777 } else { 0o755 })?;
     }
-    let mut file = |path: &str, data: &[u8], mode: u32| -> Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, path, data)?;
-        Ok(())
-    };
+    let mut file = |path: &str, data: &[u8], mode: u32| crate::tarball::file(&mut b, path, data, mode);
     file("obs-stack", binary, 0o755)?;
     // Name resolution for the few names it looks up (the backend binds addresses only).
     file("etc/nsswitch.conf", b"hosts: files dns\n", 0o644)?;

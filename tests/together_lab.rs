@@ -19,11 +19,7 @@ const PROMETHEUS: &str = "obs-lab/prometheus:2.42";
 const ALERTMANAGER: &str = "obs-lab/alertmanager:0.25";
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    output_text(o)
 }
 
 fn obs(dir: &Path, state: &Path, args: &[&str]) -> Output {

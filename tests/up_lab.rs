@@ -15,11 +15,7 @@ use common::*;
 use serde_json::Value;
 
 fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    output_text(o)
 }
 
 fn obs_cmd(dir: &Path, state: &Path, args: &[&str]) -> Command {
@@ -276,6 +272,7 @@ fn up_observes_a_project_and_down_restores_it() {
                 ("/orders/1", "/orders/<int:order_id>"),
                 ("/work", "/work"),
                 ("/error", "/error"),
+                ("/orders", "/orders"),
             ]),
             "api" => BTreeMap::from([
                 ("/orders/1", "/orders/:id"),

@@ -384,21 +384,9 @@ fn tar_file(path: &str, data: &[u8], mode: u32) -> Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     let parts: Vec<&str> = path.split('/').collect();
     for i in 1..parts.len() {
-        let dir = parts[..i].join("/");
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_size(0);
-        h.set_mode(0o755);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, format!("{dir}/"), std::io::empty())?;
+        crate::tarball::dir(&mut b, &parts[..i].join("/"), 0o755)?;
     }
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(mode);
-    h.set_mtime(0);
-    h.set_cksum();
-    b.append_data(&mut h, path, data)?;
+    crate::tarball::file(&mut b, path, data, mode)?;
     Ok(b.into_inner()?)
 }
 

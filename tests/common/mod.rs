@@ -431,3 +431,12 @@ pub fn lab_agent_env() -> Vec<(String, String)> {
     }
     out
 }
+
+/// stdout then stderr of a finished command, as text (for assertion messages).
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
