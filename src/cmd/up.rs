@@ -589,14 +589,12 @@ async fn ensure_backend(engine: &Engine, api_port: u16) -> Result<(String, bool)
     if let Some(c) = engine.try_inspect(BACKEND).await? {
         let running = c.state.as_ref().and_then(|s| s.running).unwrap_or(false);
         let same = c.config.as_ref().and_then(|c| c.image.as_deref()) == Some(image.as_str());
-        if running && same {
+        let same_port = client::published_api_port(&c) == Some(api_port);
+        if running && same && same_port {
             return Ok((image, true));
         }
-        if same {
-            engine.start(BACKEND).await?;
-            return Ok((image, true));
-        }
-        // Another build: replace the container, keep the data volume.
+        // Another build, another port, or stopped: replace the container (the data stays in
+        // its volume).
         engine.remove(BACKEND, false).await?;
     }
     let mut ports = HashMap::new();
