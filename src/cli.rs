@@ -47,16 +47,6 @@ impl GlobalArgs {
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 pub enum Command {
-    /// Detect the language, framework and version of containers (also `obs-detect`)
-    Detect(cmd::detect::DetectArgs),
-    /// Recreate containers with OpenTelemetry auto-instrumentation (also `obs-inject`)
-    Inject(cmd::inject::InjectArgs),
-    /// Write obs-stack.yml: collector, metrics, traces, logs, dashboards and alerts
-    Init(cmd::init::InitArgs),
-    /// Check that this machine has what obs-stack needs, and explain how to fix what is missing
-    Doctor(cmd::doctor::DoctorArgs),
-    /// Run an embedded OpenTelemetry backend: OTLP in, RED/traces/errors out as a JSON API
-    Serve(cmd::serve::ServeArgs),
     /// Start the backend, instrument the project's containers and watch the rest: one command
     Up(cmd::up::UpArgs),
     /// Undo `up`: revert every container it instrumented, stop the backend (data kept)
@@ -71,6 +61,16 @@ pub enum Command {
     Errors(cmd::views::ErrorsArgs),
     /// Replay real GET traffic to a service in a short burst and report what its traces show
     Analyze(cmd::views::AnalyzeArgs),
+    /// Detect the language, framework and version of containers (also `obs-detect`)
+    Detect(cmd::detect::DetectArgs),
+    /// Recreate containers with OpenTelemetry auto-instrumentation (also `obs-inject`)
+    Inject(cmd::inject::InjectArgs),
+    /// Write obs-stack.yml: collector, metrics, traces, logs, dashboards and alerts
+    Init(cmd::init::InitArgs),
+    /// Check that this machine has what obs-stack needs, and explain how to fix what is missing
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Run an embedded OpenTelemetry backend: OTLP in, RED/traces/errors out as a JSON API
+    Serve(cmd::serve::ServeArgs),
     /// Observe containers without an agent (runs in the watcher container `up` starts)
     #[command(hide = true)]
     Watch(cmd::up::WatchArgs),
