@@ -4,6 +4,7 @@
 //! data, one narrow Docker edge (`docker`), and the command layer (`cli`, `cmd_*`) that ties
 //! them together and maps errors to exit codes in one place (`exit`).
 pub mod agents;
+pub mod analysis;
 pub mod assets;
 pub mod cli;
 pub mod client;

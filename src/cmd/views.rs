@@ -566,7 +566,7 @@ pub async fn analyze(global: &GlobalArgs, args: AnalyzeArgs) -> Result<Outcome> 
             );
         }
     }
-    let findings = views::analyze_traces(&traces);
+    let findings = crate::analysis::analyze_traces(&traces);
     let mut rq = vec![
         ("project", ctx.project.clone()),
         ("service", args.service.clone()),
