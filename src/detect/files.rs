@@ -96,11 +96,7 @@ impl Collector {
 
     fn wants(&self, path: &str) -> bool {
         let base = path.rsplit('/').next().unwrap_or(path);
-        manifest::is_manifest(base)
-            || self.wanted.iter().any(|w| match w.strip_prefix('*') {
-                Some(ext) => path.ends_with(ext),
-                None => path == w || path.ends_with(&format!("/{w}")),
-            })
+        manifest::is_manifest(base) || self.wanted.iter().any(|w| super::score::file_matches(w, path))
     }
 
     /// Records a file's existence, and its content when it is one we read.

@@ -108,9 +108,15 @@ fn dep_matches(ecosystem: &str, pattern: &str, dep_eco: &str, dep_name: &str) ->
     }
 }
 
-fn file_matches(pattern: &str, path: &str) -> bool {
-    if let Some(ext) = pattern.strip_prefix('*') {
-        return path.ends_with(ext) && !path.ends_with('/');
+/// A `file:` pattern against a path: `a/b.txt` matches a path ending in `/a/b.txt`; a pattern
+/// with one `*` (`*.py`, `requirements*.txt`) matches the basename.
+pub fn file_matches(pattern: &str, path: &str) -> bool {
+    if let Some((pre, suf)) = pattern.split_once('*') {
+        let base = path.rsplit('/').next().unwrap_or(path);
+        return !path.ends_with('/')
+            && base.len() >= pre.len() + suf.len()
+            && base.starts_with(pre)
+            && base.ends_with(suf);
     }
     path == pattern || path.ends_with(&format!("/{pattern}"))
 }
@@ -366,6 +372,13 @@ fn evaluate(m: &Matcher, weight: f64, absent: Option<f64>, obs: &Observations) -
         return Some(hit(a, what, None, m.probe()));
     }
     best
+}
+
+/// Whether a matcher matches the observations: the match's description when it does.
+pub fn matches(m: &Matcher, obs: &Observations) -> Option<String> {
+    evaluate(m, 1.0, None, obs)
+        .filter(|h| h.weight > 0.0)
+        .map(|h| h.detail)
 }
 
 /// Scores one signature on its own evidence (no `implies`, no slot competition yet).
