@@ -467,4 +467,137 @@ mod tests {
         let fe = d.frontend.expect("front-end");
         assert_eq!(fe.serves, Serves::Static, "{}", fe.reason);
     }
+
+    /// A tree holding `files` (binary content allowed), detected as a container would be
+    /// that runs `cmdline` and does not listen yet (1 s after start).
+    fn cold(files: &[(&str, Vec<u8>)], cmdline: &str) -> Detection {
+        run(files, cmdline, false)
+    }
+
+    fn run(files: &[(&str, Vec<u8>)], cmdline: &str, listening: bool) -> Detection {
+        let sigs = SignatureSet::builtin().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        for (p, c) in files {
+            let f = t.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        let (mut obs, errors) = files::observe_dir(t.path(), &sigs, &DetectOptions::default());
+        obs.processes = Some(vec![obs::ProcObs {
+            pid: 1,
+            cmdline: cmdline.into(),
+            exe: "/usr/bin/java".into(),
+        }]);
+        obs.ports = Some(if listening {
+            vec![obs::PortObs {
+                port: 8080,
+                source: "listening".into(),
+            }]
+        } else {
+            Vec::new()
+        });
+        obs.listen_read = true;
+        assemble("t", &sigs, &obs, errors)
+    }
+
+    #[test]
+    fn jvm_layouts_are_recognised_from_disk_before_the_app_listens() {
+        let zip = files::tests::zip;
+        // a Spring Boot fat jar with a neutral name
+        let fat = zip(
+            &[
+                (
+                    "META-INF/MANIFEST.MF",
+                    b"Manifest-Version: 1.0\nMain-Class: org.springframework.boot.loader.launch.JarLauncher\nStart-Class: com.example.Orders\nSpring-Boot-Version: 3.2.5\n",
+                ),
+                ("BOOT-INF/lib/spring-boot-3.2.5.jar", b""),
+                ("BOOT-INF/lib/spring-webflux-6.1.6.jar", b""),
+                ("BOOT-INF/lib/netty-codec-http-4.1.109.Final.jar", b""),
+                ("org/springframework/boot/loader/launch/JarLauncher.class", b""),
+            ],
+            true,
+        );
+        let d = cold(&[("service.jar", fat)], "java -jar /srv/service.jar");
+        assert_eq!(d.framework.as_deref(), Some("spring-boot"), "{:?}", d.candidates);
+        assert_eq!(d.framework_version.as_deref(), Some("3.2.5"));
+        assert!(d.confidence >= 0.9, "{}", d.confidence);
+        // an exploded classpath behind a shell entrypoint
+        let d = cold(
+            &[
+                ("lib/spring-boot-3.2.5.jar", vec![]),
+                ("lib/spring-boot-autoconfigure-3.2.5.jar", vec![]),
+                ("lib/spring-web-6.1.6.jar", vec![]),
+                ("classes/com/example/App.class", vec![]),
+                (
+                    "entrypoint.sh",
+                    b"#!/bin/sh\nexec java -cp classes:lib/* com.example.App\n".to_vec(),
+                ),
+            ],
+            "java -cp classes:lib/* com.example.App",
+        );
+        assert_eq!(d.framework.as_deref(), Some("spring-boot"), "{:?}", d.candidates);
+        assert_eq!(d.language.as_deref(), Some("java"));
+        // Quarkus fast-jar
+        let runner = zip(
+            &[(
+                "META-INF/MANIFEST.MF",
+                b"Manifest-Version: 1.0\nMain-Class: io.quarkus.bootstrap.runner.QuarkusEntryPoint\n",
+            )],
+            false,
+        );
+        let d = cold(
+            &[
+                ("quarkus-run.jar", runner),
+                ("lib/main/io.quarkus.quarkus-core-3.8.4.jar", vec![]),
+                ("lib/main/io.vertx.vertx-core-4.5.7.jar", vec![]),
+                ("lib/main/io.netty.netty-codec-http-4.1.108.Final.jar", vec![]),
+            ],
+            "java -jar /deployments/quarkus-run.jar",
+        );
+        assert_eq!(d.framework.as_deref(), Some("quarkus"), "{:?}", d.candidates);
+        assert_eq!(d.framework_version.as_deref(), Some("3.8.4"));
+        // a Micronaut shadow jar (classes merged, no lib/)
+        let shadow = zip(
+            &[
+                (
+                    "META-INF/MANIFEST.MF",
+                    b"Manifest-Version: 1.0\nMain-Class: com.example.Application\n",
+                ),
+                ("io/micronaut/runtime/Micronaut.class", b""),
+                ("io/netty/handler/codec/http/HttpObject.class", b""),
+            ],
+            true,
+        );
+        let d = cold(&[("app.jar", shadow)], "java -jar app.jar");
+        assert_eq!(d.framework.as_deref(), Some("micronaut"), "{:?}", d.candidates);
+        // Netty alone (once it listens: a bare netty-codec-http jar is not strong enough cold)
+        let d = run(
+            &[
+                ("lib/netty-codec-http-4.1.109.Final.jar", vec![]),
+                ("lib/netty-common-4.1.109.Final.jar", vec![]),
+            ],
+            "java -cp lib/* com.example.Server",
+            true,
+        );
+        assert_eq!(d.framework.as_deref(), Some("netty"), "{:?}", d.candidates);
+        // a WAR in Tomcat's webapps: Java, the Tomcat server, no framework claimed
+        let war = zip(
+            &[
+                ("WEB-INF/web.xml", b"<web-app/>"),
+                ("WEB-INF/classes/com/example/Hello.class", b""),
+            ],
+            false,
+        );
+        let d = cold(
+            &[
+                ("webapps/hello.war", war),
+                ("lib/catalina.jar", vec![]),
+                ("bin/catalina.sh", vec![]),
+            ],
+            "/opt/java/bin/java -Dcatalina.base=/usr/local/tomcat org.apache.catalina.startup.Bootstrap start",
+        );
+        assert_eq!(d.language.as_deref(), Some("java"));
+        assert_eq!(d.server.as_deref(), Some("tomcat"), "{:?}", d.candidates);
+        assert_eq!(d.framework, None, "{:?}", d.candidates);
+    }
 }
