@@ -735,6 +735,7 @@ pub fn read_tar(reader: impl Read, dir: &str, c: &mut Collector, deadline: Insta
         }
         let size = e.header().size().unwrap_or(0);
         if full.ends_with(".jar") || full.ends_with(".war") {
+            c.add_file(&full, None, size);
             c.jar_file(&full);
             if parts.len() <= 2 {
                 // the archive streams through anyway: keep this jar in memory to read it
