@@ -210,8 +210,37 @@ pub async fn observe_container(
         .as_ref()
         .and_then(|e| e.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone()));
 
-    // the three slower probes, concurrently
-    let procs_fut = processes(engine, container, &info, host.clone(), running, deadline);
+    // the slower probes, concurrently: processes then files (the command lines name app
+    // directories) alongside HTTP, so a slow or silent HTTP port never eats the files' budget
+    let procs_files = async {
+        let (procs, bins, proc_deps, rt, mut perr) =
+            processes(engine, container, &info, host.clone(), running, deadline).await;
+        let mut cmdlines: Vec<String> = procs.iter().map(|p| p.cmdline.clone()).collect();
+        cmdlines.push(cfg_cmd.join(" "));
+        let dirs = files::app_dirs(workdir.as_deref(), &cmdlines, home.as_deref());
+        let mut coll = Collector::new(sigs, opts);
+        match &host {
+            Some(h) => {
+                let root = h.root();
+                let res = tokio::task::spawn_blocking(move || {
+                    files::read_root(&root, &dirs, &mut coll, deadline, true);
+                    coll
+                })
+                .await;
+                match res {
+                    Ok(c) => coll = c,
+                    Err(e) => {
+                        perr.push(ProbeError::new("files", format!("files probe failed: {e}")));
+                        coll = Collector::new(sigs, opts);
+                    }
+                }
+            }
+            None => {
+                coll = archive_files(engine, container, &dirs, coll, opts, deadline).await;
+            }
+        }
+        (procs, bins, proc_deps, rt, perr, coll)
+    };
     let http_fut = http_probe(
         opts,
         &ports,
@@ -222,34 +251,10 @@ pub async fn observe_container(
         running,
         deadline,
     );
-    let ((procs, bins, proc_deps, rt, mut perr), (http_obs, mut herr)) = tokio::join!(procs_fut, http_fut);
+    let ((procs, bins, proc_deps, rt, mut perr, mut coll), (http_obs, mut herr)) =
+        tokio::join!(procs_files, http_fut);
     errors.append(&mut perr);
     errors.append(&mut herr);
-    let mut cmdlines: Vec<String> = procs.iter().map(|p| p.cmdline.clone()).collect();
-    cmdlines.push(cfg_cmd.join(" "));
-    let dirs = files::app_dirs(workdir.as_deref(), &cmdlines, home.as_deref());
-    let mut coll = Collector::new(sigs, opts);
-    match &host {
-        Some(h) => {
-            let root = h.root();
-            let dirs2 = dirs.clone();
-            let res = tokio::task::spawn_blocking(move || {
-                files::read_root(&root, &dirs2, &mut coll, deadline, true);
-                coll
-            })
-            .await;
-            match res {
-                Ok(c) => coll = c,
-                Err(e) => {
-                    errors.push(ProbeError::new("files", format!("files probe failed: {e}")));
-                    coll = Collector::new(sigs, opts);
-                }
-            }
-        }
-        None => {
-            coll = archive_files(engine, container, &dirs, coll, opts, deadline).await;
-        }
-    }
     errors.append(&mut coll.errors);
     let _ = coll.into_observations(&mut obs);
     obs.deps.extend(proc_deps.clone());
