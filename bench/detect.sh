@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-20}
 LABEL="io.obs-stack.bench=detect-$$"
-BIN=target/release/obs-stack
+BIN=${BIN:-target/release/obs-stack}   # BIN=target/debug/obs-stack: accuracy without a release build
 OUT=$(mktemp -d)
 cleanup() {
   docker ps -aq --filter "label=$LABEL" | xargs -r docker rm -f >/dev/null 2>&1 || true
@@ -18,8 +18,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building release binary" >&2
-cargo build --release --quiet
+if [ "$BIN" = target/release/obs-stack ]; then
+  echo "== building release binary" >&2
+  cargo build --release --quiet
+fi
 
 fixtures=()
 for d in tests/fixtures/apps/*/; do
@@ -63,7 +65,7 @@ done
 python3 bench/detect_score.py tests/fixtures/apps "$OUT"
 
 echo
-echo "== speed (release build, $(nproc) cores)"
+echo "== speed ($BIN, $(nproc) cores)"
 one="bench-detect-${fixtures[0]}-$$"
 for f in "${fixtures[@]}"; do [ "$f" = py-flask ] && one="bench-detect-py-flask-$$"; done
 "$BIN" --json detect "$one" >/dev/null || true   # warm-up

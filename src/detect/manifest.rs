@@ -95,7 +95,7 @@ pub fn parse(path: &str, text: &str) -> (Option<&'static str>, Vec<Dep>) {
         "yarn.lock" => ("npm", yarn_lock(text, path)),
         "go.mod" | "go.work" => ("go", go_mod(text, path)),
         "setup.py" => ("pypi", setup_py(text, path)),
-        "setup.cfg" => ("pypi", Vec::new()),
+        "setup.cfg" => ("pypi", setup_cfg(text, path)),
         "deno.json" | "deno.jsonc" => ("deno", Vec::new()),
         "gleam.toml" => ("gleam", Vec::new()),
         "pom.xml" => ("maven", pom(text, path)),
@@ -167,6 +167,31 @@ fn is_text(text: &str) -> bool {
 static SETUP_DEP: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"["']([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*((?:===?|~=|>=|<=|<|>)\s*[^"',;\s]+)?[^"']*["']"#).unwrap()
 });
+
+/// setup.cfg: the indented lines under `install_requires =` in `[options]`.
+fn setup_cfg(text: &str, path: &str) -> Vec<Dep> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines().take(20_000) {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("install_requires") {
+            inside = true;
+            let first = rest.trim_start().trim_start_matches('=').trim();
+            if !first.is_empty() {
+                pep508(first, path, &mut out);
+            }
+            continue;
+        }
+        if inside {
+            if line.starts_with([' ', '\t']) && !t.is_empty() {
+                pep508(t, path, &mut out);
+            } else if !t.is_empty() {
+                inside = false;
+            }
+        }
+    }
+    out
+}
 
 /// setup.py: the strings inside `install_requires=[...]`.
 fn setup_py(text: &str, path: &str) -> Vec<Dep> {
@@ -750,6 +775,11 @@ mod tests {
         );
         assert_eq!(names(&d)[0].0, "flask");
         assert_eq!(names(&d)[1], ("gunicorn".into(), Some("22.0.0".into())));
+        let (_, d) = parse(
+            "/src/setup.cfg",
+            "[metadata]\nname = x\n\n[options]\ninstall_requires =\n    flask>=3\n    requests\npython_requires = >=3.9\n",
+        );
+        assert_eq!(names(&d).len(), 2, "{d:?}");
     }
 
     #[test]

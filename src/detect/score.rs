@@ -28,6 +28,11 @@ use super::signature::{Matcher, PORT_CAP, Probe, SigKind, Signature, SignatureSe
 pub const CONFIRM_MIN: f64 = 0.5;
 /// log10 weight against a framework or server when nothing listens.
 pub const NO_LISTENER: f64 = -2.0;
+/// The same within `STARTUP_GRACE_S` of the container's start: servers take seconds to bind,
+/// so not listening *yet* is weak evidence (a worker is told apart once the grace is over).
+pub const NO_LISTENER_STARTING: f64 = -0.5;
+/// How long after a container's start "nothing listens" is read as "not yet".
+pub const STARTUP_GRACE_S: u64 = 20;
 /// Reported at or above this probability.
 pub const REPORT_AT: f64 = 0.5;
 /// A dependency only locked or installed (not declared by the app) counts this fraction.
@@ -451,14 +456,22 @@ fn score_one(sig: &Signature, obs: &Observations) -> Scored {
             .flatten()
             .any(|p| p.source.starts_with("listening"))
     {
-        total += NO_LISTENER;
+        let (w, detail) = if obs.starting {
+            (
+                NO_LISTENER_STARTING,
+                format!("no TCP port listens yet (the container started less than {STARTUP_GRACE_S} s ago)"),
+            )
+        } else {
+            (NO_LISTENER, "no TCP port listens in the container".to_string())
+        };
+        total += w;
         hits.push(Hit {
-            weight: NO_LISTENER,
-            detail: "no TCP port listens in the container".into(),
+            weight: w,
+            detail,
             version: None,
             probe: Probe::Ports,
         });
-        counted.push(NO_LISTENER);
+        counted.push(w);
     }
     let mut probes = BTreeSet::new();
     let mut evidence = Vec::new();
