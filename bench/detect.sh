@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # obs-detect figures over the lab's fixture corpus: accuracy (per-framework precision/recall,
-# language accuracy, abstain rate, Brier score of the stated confidence) and speed (warm
+# language accuracy, abstain rate, Brier score of the stated confidence; warm through /proc,
+# warm through the Docker API alone, and cold: 1 s after each container's start) and speed (warm
 # single-container p50, --all over >= 20 containers, peak RSS). Prints figures; asserts nothing.
 #
 #   bench/detect.sh            # needs the fixture images (tests/lab/build-fixtures.sh)
@@ -9,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-20}
 LABEL="io.obs-stack.bench=detect-$$"
-BIN=target/release/obs-stack
+BIN=${BIN:-target/release/obs-stack}   # BIN=target/debug/obs-stack: accuracy without a release build
 OUT=$(mktemp -d)
 cleanup() {
   docker ps -aq --filter "label=$LABEL" | xargs -r docker rm -f >/dev/null 2>&1 || true
@@ -17,8 +18,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== building release binary" >&2
-cargo build --release --quiet
+if [ "$BIN" = target/release/obs-stack ]; then
+  echo "== building release binary" >&2
+  cargo build --release --quiet
+fi
 
 fixtures=()
 for d in tests/fixtures/apps/*/; do
@@ -32,12 +35,14 @@ for d in tests/fixtures/apps/*/; do
 done
 [ ${#fixtures[@]} -gt 0 ] || { echo "no fixture images: run tests/lab/build-fixtures.sh" >&2; exit 2; }
 
-echo "== starting ${#fixtures[@]} fixtures" >&2
+echo "== starting ${#fixtures[@]} fixtures, each detected 1 s after its start (cold)" >&2
 for name in "${fixtures[@]}"; do
   port=$(sed -n 's/^port: *//p' "tests/fixtures/apps/$name/expected.yaml")
   args=(-d --name "bench-detect-$name-$$" --label "$LABEL")
   [ -n "$port" ] && args+=(-p "127.0.0.1::$port")
   docker run "${args[@]}" "obs-lab/fixture-$name:latest" >/dev/null
+  sleep 1
+  "$BIN" --json detect "bench-detect-$name-$$" > "$OUT/$name.cold.json" || true
 done
 # wait for every published port to accept connections (JVMs take a few seconds)
 for name in "${fixtures[@]}"; do
@@ -60,7 +65,7 @@ done
 python3 bench/detect_score.py tests/fixtures/apps "$OUT"
 
 echo
-echo "== speed (release build, $(nproc) cores)"
+echo "== speed ($BIN, $(nproc) cores)"
 one="bench-detect-${fixtures[0]}-$$"
 for f in "${fixtures[@]}"; do [ "$f" = py-flask ] && one="bench-detect-py-flask-$$"; done
 "$BIN" --json detect "$one" >/dev/null || true   # warm-up

@@ -68,7 +68,7 @@ def score(fixdir, outdir, suffix):
         lp = lt['probability'] if lt else 0.0
         ly = 1.0 if lt and lt['id'] == want_lang else 0.0
         brier_lang.append((lp - ly) ** 2)
-    mode = 'API only' if suffix.startswith('.api') else 'host /proc'
+    mode = {'.api.json': 'API only', '.cold.json': 'cold: host /proc, 1 s after start'}.get(suffix, 'host /proc')
     print(f"-- mode: {mode}, {n} fixtures")
     print(f"{'technology':<14} {'fixtures':>8} {'claims':>7} {'precision':>9} {'recall':>7}")
     tp_all = sum(correct.values()); cl_all = sum(claims.values()); pr_all = sum(present.values())
@@ -84,8 +84,29 @@ def score(fixdir, outdir, suffix):
     for w in wrong:
         print(f"  mismatch: {w}")
     print()
+    return dict(n=n, correct=correct, present=present, claims=claims, lang=(lang_ok, lang_n))
+
+def columns(results):
+    """The modes side by side: per technology, correct claims / fixtures (recall)."""
+    names = [m for m, r in results if r['n']]
+    rs = [r for _, r in results if r['n']]
+    if not rs:
+        return
+    techs = sorted(set().union(*[set(r['present']) | set(r['claims']) for r in rs]))
+    print("-- side by side: correct / fixtures per technology (wrong claims in brackets)")
+    print(f"{'technology':<14}" + "".join(f"{m:>14}" for m in names))
+    for t in techs:
+        cells = []
+        for r in rs:
+            bad = r['claims'][t] - r['correct'][t]
+            cell = f"{r['correct'][t]}/{r['present'][t]}" + (f" [{bad}]" if bad else "")
+            cells.append(f"{cell:>14}")
+        print(f"{t:<14}" + "".join(cells))
+    print(f"{'language':<14}" + "".join(f"{str(r['lang'][0]) + '/' + str(r['lang'][1]):>14}" for r in rs))
 
 if __name__ == '__main__':
     fixdir, outdir = sys.argv[1], sys.argv[2]
-    score(fixdir, outdir, '.json')
-    score(fixdir, outdir, '.api.json')
+    results = [('warm host', score(fixdir, outdir, '.json')),
+               ('warm API', score(fixdir, outdir, '.api.json')),
+               ('cold host', score(fixdir, outdir, '.cold.json'))]
+    columns(results)

@@ -530,3 +530,72 @@ fn signature_overlay_adds_and_bad_signature_fails_clearly() {
         "{err}"
     );
 }
+
+/// Issue H: frameworks recognised from what is on disk (JVM layouts whatever the file names)
+/// and frameworks that usually sit under another, running alone: each is detected right 1 s
+/// after its container starts (before it listens) and again once it answers HTTP.
+#[test]
+fn layouts_and_lone_frameworks_are_detected_cold_and_warm() {
+    if !docker_tests_enabled("layouts_and_lone_frameworks_are_detected_cold_and_warm") {
+        return;
+    }
+    let names = [
+        "java-webflux",
+        "java-springboot-exploded",
+        "java-quarkus-fastjar",
+        "java-tomcat-war",
+        "py-starlette",
+    ];
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for name in names {
+        let image = format!("obs-lab/fixture-{name}:latest");
+        if !image_exists(&image) {
+            eprintln!("skipping {name}: image {image} not built (tests/lab/build-fixtures.sh {name})");
+            continue;
+        }
+        ran += 1;
+        let text = std::fs::read_to_string(fixtures_dir().join(name).join("expected.yaml")).unwrap();
+        let e: Expected = serde_yaml_ng::from_str(&text).expect("expected.yaml");
+        let port = e.port.expect("an HTTP fixture");
+        let publish = format!("127.0.0.1::{port}");
+        let c = TestContainer::run(name, &image, &["-p", &publish], &[]);
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+        for (phase, api_only) in [("cold", false), ("cold-api", true)] {
+            let (code, v, _) = detect(&[&c.name], api_only);
+            eprintln!(
+                "[{phase}] {name}: exit {code} framework={:?} version={:?} confidence={:?}",
+                s(&v, "framework"),
+                s(&v, "framework_version"),
+                v.get("confidence")
+            );
+            failures.extend(check(name, &e, &v).into_iter().map(|f| format!("[{phase}] {f}")));
+        }
+        let hp = c.host_port(port);
+        if http_get(hp, e.http_path.as_deref().unwrap_or("/"), Duration::from_secs(90)).is_none() {
+            failures.push(format!("{name} never answered: {}", c.logs()));
+            continue;
+        }
+        for (phase, api_only) in [("warm", false), ("warm-api", true)] {
+            let (code, v, _) = detect(&[&c.name], api_only);
+            eprintln!(
+                "[{phase}] {name}: exit {code} framework={:?} version={:?} confidence={:?}",
+                s(&v, "framework"),
+                s(&v, "framework_version"),
+                v.get("confidence")
+            );
+            failures.extend(check(name, &e, &v).into_iter().map(|f| format!("[{phase}] {f}")));
+        }
+    }
+    assert!(
+        ran > 0,
+        "no fixture image built: tests/lab/build-fixtures.sh {}",
+        names.join(" ")
+    );
+    assert!(
+        failures.is_empty(),
+        "detection mismatches:\n{}",
+        failures.join("\n")
+    );
+}

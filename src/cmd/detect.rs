@@ -189,6 +189,12 @@ pub fn summary(sigs: &SignatureSet, d: &Detection) -> String {
                 if let Some(v) = &d.framework_version {
                     s.push_str(&format!(" Version={v}"));
                 }
+                if let Some(fe) = &d.frontend {
+                    s.push_str(match fe.serves {
+                        detect::Serves::Static => " Frontend=static",
+                        detect::Serves::Server => " Frontend=server",
+                    });
+                }
                 s.push_str(&format!(" Confidence={}", pct(d.confidence)));
                 s
             }
@@ -218,6 +224,22 @@ fn print_human(style: &Style, sigs: &SignatureSet, d: &Detection, many: bool) {
         _ => style.paint(Paint::Green, &line),
     };
     println!("{prefix}{painted}");
+    if let Some(fe) = &d.frontend {
+        match fe.serves {
+            detect::Serves::Static => {
+                println!(
+                    "  front-end, static files only: no server-side agent applies ({})",
+                    fe.reason
+                )
+            }
+            detect::Serves::Server => {
+                println!(
+                    "  front-end with a Node.js server: the Node.js agent applies ({})",
+                    fe.reason
+                )
+            }
+        }
+    }
     if d.framework.is_none()
         && let Some(f) = &d.fallback
         && (d.kind != Kind::Infrastructure || style.verbose > 0)

@@ -52,6 +52,8 @@ const SKIP_DIRS: &[&str] = &[
 const MAX_DEPTH: usize = 2;
 const MAX_ENTRIES: usize = 4000;
 const MAX_NPM_LOOKUPS: usize = 200;
+/// A jar inside a streamed archive is kept in memory up to this size to read its entries.
+const MAX_JAR_IN_ARCHIVE: usize = 96 << 20;
 
 /// Where the probe collects into.
 #[derive(Default)]
@@ -96,11 +98,7 @@ impl Collector {
 
     fn wants(&self, path: &str) -> bool {
         let base = path.rsplit('/').next().unwrap_or(path);
-        manifest::is_manifest(base)
-            || self.wanted.iter().any(|w| match w.strip_prefix('*') {
-                Some(ext) => path.ends_with(ext),
-                None => path == w || path.ends_with(&format!("/{w}")),
-            })
+        manifest::is_manifest(base) || self.wanted.iter().any(|w| super::score::file_matches(w, path))
     }
 
     /// Records a file's existence, and its content when it is one we read.
@@ -345,7 +343,14 @@ fn walk(root: &Path, dir: &str, depth: usize, c: &mut Collector, budget: &mut us
     let mut entries: Vec<_> = rd.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
-        if *budget == 0 || Instant::now() > deadline {
+        if *budget == 0 {
+            return;
+        }
+        if Instant::now() > deadline {
+            c.errors.push(ProbeError::new(
+                "files",
+                format!("{dir}: time budget exhausted while listing; later entries unread"),
+            ));
             return;
         }
         *budget -= 1;
@@ -383,8 +388,11 @@ fn walk(root: &Path, dir: &str, depth: usize, c: &mut Collector, budget: &mut us
         } else {
             c.add_file(&path, None, 0);
         }
-        if name.ends_with(".jar") && depth <= 1 {
-            jar_listing(root, &path, c);
+        if name.ends_with(".jar") || name.ends_with(".war") {
+            c.jar_file(&path);
+            if depth <= 1 {
+                jar_listing(root, &path, c);
+            }
         }
     }
 }
@@ -396,16 +404,130 @@ pub fn jar_listing(root: &Path, path: &str, c: &mut Collector) {
         return;
     };
     let Ok(f) = std::fs::File::open(&real) else { return };
-    match zip_names(&f) {
-        Some(names) => add_jar_entries(path, &names, c),
-        None => c
-            .errors
-            .push(ProbeError::new("files", format!("{path}: not a readable jar"))),
+    read_jar(path, &f, c);
+}
+
+/// Evidence from a jar or war, whatever its name: its entries (BOOT-INF/lib, WEB-INF/lib, the
+/// packages it holds), its `META-INF/MANIFEST.MF` (Spring-Boot-Version, Start-Class,
+/// Main-Class) and the framework configuration files it carries.
+pub fn read_jar<R: super::elf::ReadAt + ?Sized>(path: &str, r: &R, c: &mut Collector) {
+    let Some((entries, complete)) = zip_entries(r) else {
+        c.errors
+            .push(ProbeError::new("files", format!("{path}: not a readable jar")));
+        return;
+    };
+    if !complete {
+        c.errors.push(ProbeError::new(
+            "files",
+            format!(
+                "{path}: central directory larger than the read limit; listed the first {} entries",
+                entries.len()
+            ),
+        ));
+    }
+    let names: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
+    add_jar_entries(path, &names, c);
+    // packages (three levels: io/micronaut/http/), for signatures that look for them
+    let mut pkgs = BTreeSet::new();
+    for n in &names {
+        let n = n
+            .strip_prefix("BOOT-INF/classes/")
+            .or_else(|| n.strip_prefix("WEB-INF/classes/"))
+            .unwrap_or(n);
+        let parts: Vec<&str> = n.split('/').collect();
+        if parts.len() >= 4 && !parts[0].ends_with("-INF") {
+            pkgs.insert(format!("{}/{}/{}/", parts[0], parts[1], parts[2]));
+        }
+        if pkgs.len() >= 400 {
+            break;
+        }
+    }
+    for p in pkgs {
+        c.add_file(&format!("{path}!/{p}"), None, 0);
+    }
+    // the manifest and framework configuration inside the jar
+    let mut read = 0;
+    for e in &entries {
+        let wanted = e.name == "META-INF/MANIFEST.MF"
+            || (!e.name.contains("/lib/")
+                && !e.name.ends_with('/')
+                && e.name.matches('/').count() <= 3
+                && c.wants(&format!("{path}!/{}", e.name)));
+        if !wanted || read >= 20 {
+            continue;
+        }
+        read += 1;
+        let inner = format!("{path}!/{}", e.name);
+        match zip_read(r, e, 256 * 1024) {
+            Some(bytes) => {
+                if e.name == "META-INF/MANIFEST.MF" {
+                    jar_manifest(path, &String::from_utf8_lossy(&bytes), c);
+                }
+                c.add_file(&inner, Some(&bytes), bytes.len() as u64);
+            }
+            None => c
+                .errors
+                .push(ProbeError::new("files", format!("{inner}: cannot read"))),
+        }
+    }
+}
+
+/// `META-INF/MANIFEST.MF`: Spring Boot writes its version and the app's class; Quarkus'
+/// runner names its entry point.
+fn jar_manifest(path: &str, text: &str, c: &mut Collector) {
+    // continuation lines start with one space
+    let joined = text.replace("\r\n ", "").replace("\n ", "");
+    for line in joined.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        if k == "Spring-Boot-Version" && !v.is_empty() {
+            c.deps.push(Dep {
+                ecosystem: "maven".into(),
+                name: "org.springframework.boot:spring-boot".into(),
+                version: Some(v.to_string()),
+                rank: rank::INSTALLED,
+                direct: true,
+                source: format!("{path}!/META-INF/MANIFEST.MF"),
+                probe: Probe::Files,
+            });
+        }
+    }
+}
+
+/// A jar file on disk (a classpath directory, Quarkus' lib/main, an exploded WEB-INF/lib) is
+/// an installed maven artifact, named `artifact-1.2.3.jar` or, in Quarkus' fast-jar layout,
+/// `group.artifact-1.2.3.jar`.
+impl Collector {
+    pub fn jar_file(&mut self, path: &str) {
+        let base = path.rsplit('/').next().unwrap_or(path);
+        let Some((a, v)) = split_jar_name(base) else {
+            return;
+        };
+        let a = a.rsplit('.').next().unwrap_or(&a).to_string();
+        self.deps_read.insert("maven".into());
+        self.deps.push(Dep {
+            ecosystem: "maven".into(),
+            name: format!(":{a}"),
+            version: Some(v),
+            rank: rank::INSTALLED,
+            direct: true,
+            source: path.to_string(),
+            probe: Probe::Files,
+        });
     }
 }
 
 pub fn add_jar_entries(path: &str, names: &[String], c: &mut Collector) {
-    c.deps_read.insert("maven".into());
+    // only a jar that carries its libraries lists the app's dependencies (absence counts then);
+    // a shaded jar's classes do not name their artifacts
+    if names
+        .iter()
+        .any(|n| n.starts_with("BOOT-INF/lib/") || n.starts_with("WEB-INF/lib/"))
+    {
+        c.deps_read.insert("maven".into());
+    }
     let mut boot = false;
     for n in names {
         if let Some(lib) = n
@@ -441,8 +563,22 @@ fn split_jar_name(n: &str) -> Option<(String, String)> {
     Some((stem[..idx - 1].to_string(), stem[idx..].to_string()))
 }
 
+/// One entry of a zip's central directory.
+#[derive(Debug, Clone)]
+pub struct ZipEntry {
+    pub name: String,
+    method: u16,
+    comp_size: u64,
+    local_offset: u64,
+}
+
 /// Entry names from a zip's central directory (bounded).
 pub fn zip_names<R: super::elf::ReadAt + ?Sized>(r: &R) -> Option<Vec<String>> {
+    zip_entries(r).map(|(e, _)| e.into_iter().map(|e| e.name).collect())
+}
+
+/// The central directory (at most 8 MiB of it, 100 000 entries); `false` when cut short.
+pub fn zip_entries<R: super::elf::ReadAt + ?Sized>(r: &R) -> Option<(Vec<ZipEntry>, bool)> {
     let len = r.len();
     let tail_len = len.min(66 * 1024) as usize;
     let mut tail = vec![0u8; tail_len];
@@ -458,22 +594,59 @@ pub fn zip_names<R: super::elf::ReadAt + ?Sized>(r: &R) -> Option<Vec<String>> {
     let mut cd = vec![0u8; cd_size.min(8 << 20)];
     let got = r.read_at(cd_off, &mut cd);
     cd.truncate(got);
-    let mut names = Vec::new();
+    let mut out = Vec::new();
     let mut at = 0;
-    while names.len() < count.min(100_000) && at + 46 <= cd.len() {
+    let u16at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let u32at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    while out.len() < count.min(100_000) && at + 46 <= cd.len() {
         if &cd[at..at + 4] != b"PK\x01\x02" {
             break;
         }
-        let nl = u16::from_le_bytes([cd[at + 28], cd[at + 29]]) as usize;
-        let xl = u16::from_le_bytes([cd[at + 30], cd[at + 31]]) as usize;
-        let cl = u16::from_le_bytes([cd[at + 32], cd[at + 33]]) as usize;
+        let nl = u16at(&cd, at + 28) as usize;
+        let xl = u16at(&cd, at + 30) as usize;
+        let cl = u16at(&cd, at + 32) as usize;
         let Some(n) = cd.get(at + 46..at + 46 + nl) else {
             break;
         };
-        names.push(String::from_utf8_lossy(n).into_owned());
+        out.push(ZipEntry {
+            name: String::from_utf8_lossy(n).into_owned(),
+            method: u16at(&cd, at + 10),
+            comp_size: u32at(&cd, at + 20) as u64,
+            local_offset: u32at(&cd, at + 42) as u64,
+        });
         at += 46 + nl + xl + cl;
     }
-    Some(names)
+    // a zip with 0xFFFF entries may hold more (zip64): count what was listed as complete only
+    // when the central directory was read whole and every entry parsed
+    let complete = cd_size <= 8 << 20 && out.len() >= count.min(100_000) && count < 0xFFFF;
+    Some((out, complete))
+}
+
+/// One entry's content (stored or deflated), at most `cap` bytes.
+pub fn zip_read<R: super::elf::ReadAt + ?Sized>(r: &R, e: &ZipEntry, cap: usize) -> Option<Vec<u8>> {
+    let mut h = [0u8; 30];
+    if r.read_at(e.local_offset, &mut h) < 30 || &h[..4] != b"PK\x03\x04" {
+        return None;
+    }
+    let nl = u16::from_le_bytes([h[26], h[27]]) as u64;
+    let xl = u16::from_le_bytes([h[28], h[29]]) as u64;
+    let mut data = vec![0u8; (e.comp_size as usize).min(cap.max(1) * 4).min(16 << 20)];
+    let got = r.read_at(e.local_offset + 30 + nl + xl, &mut data);
+    data.truncate(got);
+    match e.method {
+        0 => {
+            data.truncate(cap);
+            Some(data)
+        }
+        8 => {
+            let mut out = Vec::new();
+            let _ = flate2::read::DeflateDecoder::new(&data[..])
+                .take(cap as u64)
+                .read_to_end(&mut out);
+            (!out.is_empty()).then_some(out)
+        }
+        _ => None,
+    }
 }
 
 /// Static mode: a source tree or build context.
@@ -561,6 +734,25 @@ pub fn read_tar(reader: impl Read, dir: &str, c: &mut Collector, deadline: Insta
             continue;
         }
         let size = e.header().size().unwrap_or(0);
+        if full.ends_with(".jar") || full.ends_with(".war") {
+            c.add_file(&full, None, size);
+            c.jar_file(&full);
+            if parts.len() <= 2 {
+                // the archive streams through anyway: keep this jar in memory to read it
+                let cap = MAX_JAR_IN_ARCHIVE;
+                let mut b = Vec::with_capacity((size as usize).min(cap));
+                let _ = (&mut e).take(cap as u64).read_to_end(&mut b);
+                if size as usize > cap {
+                    c.errors.push(ProbeError::new(
+                        "files",
+                        format!("{full} is {} MiB; larger than the {} MiB read limit for a jar in an archive, its entries unread", size >> 20, cap >> 20),
+                    ));
+                } else {
+                    read_jar(&full, &b[..], c);
+                }
+                continue;
+            }
+        }
         if c.wants(&full) {
             let mut b = Vec::with_capacity((size as usize).min(c.max_file));
             let _ = (&mut e).take(c.max_file as u64).read_to_end(&mut b);
@@ -634,8 +826,14 @@ pub fn app_dirs(workdir: Option<&str>, cmdlines: &[String], home: Option<&str>) 
         push(w);
     }
     for cmd in cmdlines {
-        for arg in cmd.split_whitespace().take(64) {
-            let arg = arg.split_once('=').map(|(_, v)| v).unwrap_or(arg);
+        // a classpath (`-cp a:b/lib/*`, `@argfile`) names several directories
+        let args = cmd.split_whitespace().take(64).flat_map(|a| {
+            let a = a.split_once('=').map(|(_, v)| v).unwrap_or(a);
+            a.trim_start_matches('@')
+                .split(':')
+                .map(|p| p.trim_end_matches("/*"))
+        });
+        for arg in args {
             if !arg.starts_with('/')
                 || arg.starts_with("/usr/bin")
                 || arg.starts_with("/bin")
@@ -676,7 +874,7 @@ pub fn deadline_in(d: Duration) -> Instant {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn sigs() -> SignatureSet {
@@ -710,6 +908,131 @@ mod tests {
         );
         // the absolute symlink resolves inside the tree (where /etc/passwd does not exist)
         assert_eq!(obs.files.as_ref().unwrap().files.get("/escape.txt"), Some(&None));
+    }
+
+    /// A zip written by hand: entries stored, or deflated when `deflate` (CRCs left at 0).
+    pub(crate) fn zip(entries: &[(&str, &[u8])], deflate: bool) -> Vec<u8> {
+        use std::io::Write;
+        let mut out = Vec::new();
+        let mut cd = Vec::new();
+        for (name, data) in entries {
+            let body = if deflate {
+                let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            } else {
+                data.to_vec()
+            };
+            let method: u16 = if deflate { 8 } else { 0 };
+            let off = out.len() as u32;
+            out.extend_from_slice(b"PK\x03\x04");
+            out.extend_from_slice(&20u16.to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(&method.to_le_bytes());
+            out.extend_from_slice(&[0; 8]); // time, date, crc
+            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&body);
+            cd.extend_from_slice(b"PK\x01\x02");
+            cd.extend_from_slice(&20u16.to_le_bytes());
+            cd.extend_from_slice(&20u16.to_le_bytes());
+            cd.extend_from_slice(&0u16.to_le_bytes());
+            cd.extend_from_slice(&method.to_le_bytes());
+            cd.extend_from_slice(&[0; 8]);
+            cd.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            cd.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            cd.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            cd.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attrs
+            cd.extend_from_slice(&0u32.to_le_bytes()); // external attrs
+            cd.extend_from_slice(&off.to_le_bytes());
+            cd.extend_from_slice(name.as_bytes());
+        }
+        let cd_off = out.len() as u32;
+        out.extend_from_slice(&cd);
+        out.extend_from_slice(b"PK\x05\x06");
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(cd.len() as u32).to_le_bytes());
+        out.extend_from_slice(&cd_off.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn jar_manifest_is_read_stored_or_deflated() {
+        for deflate in [false, true] {
+            let jar = zip(
+                &[
+                    (
+                        "META-INF/MANIFEST.MF",
+                        b"Manifest-Version: 1.0\r\nMain-Class: org.springframework.boot.loader.launch.JarLauncher\r\nStart-Class: com.example.Orders\r\nSpring-Boot-Version: 3.2.5\r\n",
+                    ),
+                    ("BOOT-INF/lib/spring-webflux-6.1.6.jar", b""),
+                    ("BOOT-INF/classes/application.properties", b"server.port=8080\n"),
+                    ("org/springframework/boot/loader/launch/JarLauncher.class", b""),
+                ],
+                deflate,
+            );
+            let mut c = Collector::new(&sigs(), &DetectOptions::default());
+            read_jar("/srv/service.jar", &jar[..], &mut c);
+            assert!(c.errors.is_empty(), "{:?}", c.errors);
+            let spring = c
+                .deps
+                .iter()
+                .find(|d| d.name == "org.springframework.boot:spring-boot")
+                .expect("Spring-Boot-Version read");
+            assert_eq!(spring.version.as_deref(), Some("3.2.5"));
+            assert!(c.deps.iter().any(|d| d.name == ":spring-webflux"));
+            let files = &c.files.files;
+            assert!(files.contains_key("/srv/service.jar!/org/springframework/boot/"));
+            assert!(
+                files
+                    .get("/srv/service.jar!/BOOT-INF/classes/application.properties")
+                    .is_some_and(|t| t.as_deref() == Some("server.port=8080\n")),
+                "{files:?}"
+            );
+        }
+        // a central directory that claims more than it holds is reported, not silently lost
+        let mut jar = zip(&[("a/b/c/D.class", b"")], false);
+        let n = jar.len();
+        jar[n - 12] = 9; // total entries: 9
+        let mut c = Collector::new(&sigs(), &DetectOptions::default());
+        read_jar("/x.jar", &jar[..], &mut c);
+        assert!(
+            c.errors.iter().any(|e| e.message.contains("listed the first 1")),
+            "{:?}",
+            c.errors
+        );
+    }
+
+    #[test]
+    fn jar_files_on_disk_are_installed_artifacts() {
+        let mut c = Collector::new(&sigs(), &DetectOptions::default());
+        c.jar_file("/deployments/lib/main/io.quarkus.quarkus-core-3.8.4.jar");
+        c.jar_file("/app/lib/spring-boot-autoconfigure-3.2.5.jar");
+        c.jar_file("/app/app.jar");
+        let n: Vec<_> = c
+            .deps
+            .iter()
+            .map(|d| (d.name.as_str(), d.version.as_deref()))
+            .collect();
+        assert_eq!(
+            n,
+            vec![
+                (":quarkus-core", Some("3.8.4")),
+                (":spring-boot-autoconfigure", Some("3.2.5"))
+            ]
+        );
+        let d = app_dirs(
+            None,
+            &["java -cp /opt/svc/classes:/opt/svc/lib/* com.example.Main".into()],
+            None,
+        );
+        assert_eq!(&d[..2], &["/opt/svc/classes".to_string(), "/opt/svc/lib".into()]);
     }
 
     #[test]

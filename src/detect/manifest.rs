@@ -32,13 +32,20 @@ pub const MANIFESTS: &[&str] = &[
     "mix.lock",
     "Cargo.toml",
     "Cargo.lock",
+    "go.work",
+    "setup.py",
+    "setup.cfg",
+    "deno.json",
+    "deno.jsonc",
+    "gleam.toml",
 ];
 
 /// Whether `name` is a manifest this module parses.
 pub fn is_manifest(name: &str) -> bool {
     MANIFESTS.contains(&name)
         || name.ends_with(".csproj")
-        || (name.starts_with("requirements") && name.ends_with(".txt"))
+        || name.ends_with(".fsproj")
+        || (name.starts_with("requirements") && (name.ends_with(".txt") || name.ends_with(".in")))
 }
 
 fn dep(eco: &str, name: &str, version: Option<String>, rank: u8, direct: bool, source: &str) -> Dep {
@@ -86,7 +93,11 @@ pub fn parse(path: &str, text: &str) -> (Option<&'static str>, Vec<Dep>) {
         "package.json" => ("npm", package_json(text, path)),
         "package-lock.json" | "npm-shrinkwrap.json" => ("npm", package_lock(text, path)),
         "yarn.lock" => ("npm", yarn_lock(text, path)),
-        "go.mod" => ("go", go_mod(text, path)),
+        "go.mod" | "go.work" => ("go", go_mod(text, path)),
+        "setup.py" => ("pypi", setup_py(text, path)),
+        "setup.cfg" => ("pypi", setup_cfg(text, path)),
+        "deno.json" | "deno.jsonc" => ("deno", Vec::new()),
+        "gleam.toml" => ("gleam", Vec::new()),
         "pom.xml" => ("maven", pom(text, path)),
         "build.gradle" | "build.gradle.kts" => ("maven", gradle(text, path)),
         "Gemfile" => ("gem", gemfile(text, path)),
@@ -97,7 +108,7 @@ pub fn parse(path: &str, text: &str) -> (Option<&'static str>, Vec<Dep>) {
         "mix.lock" => ("hex", mix_lock(text, path)),
         "Cargo.toml" => ("cargo", cargo_toml(text, path)),
         "Cargo.lock" => ("cargo", toml_lock(text, path, "cargo")),
-        b if b.ends_with(".csproj") => ("nuget", csproj(text, path)),
+        b if b.ends_with(".csproj") || b.ends_with(".fsproj") => ("nuget", csproj(text, path)),
         b if b.starts_with("requirements") && (b.ends_with(".txt") || b.ends_with(".in")) => {
             ("pypi", requirements(text, path))
         }
@@ -110,15 +121,94 @@ pub fn parse(path: &str, text: &str) -> (Option<&'static str>, Vec<Dep>) {
     (Some(r.0), r.1)
 }
 
-/// An empty dependency list only counts as "read" when the file is well-formed.
+/// An empty dependency list only counts as "read" when the file is well-formed for its format:
+/// a manifest that parses and declares nothing is still a manifest (and evidence of its
+/// language); only garbage is ignored.
 fn looks_parsed(base: &str, text: &str) -> bool {
-    match base {
-        "package.json" | "composer.json" | "Pipfile.lock" | "package-lock.json" => {
-            serde_json::from_str::<serde_json::Value>(text).is_ok()
-        }
-        "requirements.txt" => !text.contains('\0'),
-        _ => false,
+    if !is_text(text) {
+        return false;
     }
+    let t = text.trim_start_matches('\u{feff}');
+    match base {
+        "package.json"
+        | "composer.json"
+        | "composer.lock"
+        | "Pipfile.lock"
+        | "package-lock.json"
+        | "npm-shrinkwrap.json"
+        | "deno.json" => serde_json::from_str::<serde_json::Value>(t).is_ok(),
+        // JSON with comments: accept what is JSON once `//` comment lines are dropped, or any text
+        "deno.jsonc" => true,
+        "pyproject.toml" | "Pipfile" | "poetry.lock" | "uv.lock" | "Cargo.toml" | "Cargo.lock"
+        | "gleam.toml" => toml_value(t).is_some(),
+        "go.mod" => t.lines().any(|l| l.trim_start().starts_with("module ")),
+        "go.work" => t
+            .lines()
+            .any(|l| l.trim_start().starts_with("go ") || l.trim_start().starts_with("use")),
+        "pom.xml" => t.contains("<project"),
+        b if b.ends_with(".csproj") || b.ends_with(".fsproj") => t.contains("<Project"),
+        "Gemfile.lock" => {
+            t.is_empty() || t.contains("GEM") || t.contains("BUNDLED WITH") || t.contains("PLATFORMS")
+        }
+        "mix.exs" => t.contains("defmodule") || t.contains("def project"),
+        "mix.lock" => t.trim().is_empty() || t.trim_start().starts_with("%{"),
+        "yarn.lock" => t.trim().is_empty() || t.contains("yarn lockfile") || t.contains("__metadata"),
+        // free-form text formats (requirements*, Gemfile, build.gradle(.kts), setup.py/.cfg):
+        // any text file is a valid, possibly empty, manifest
+        _ => true,
+    }
+}
+
+/// Text, not binary: no NUL byte and (almost) no invalid UTF-8.
+fn is_text(text: &str) -> bool {
+    !text.contains('\0') && text.chars().filter(|&c| c == '\u{fffd}').count() * 100 <= text.len().max(1)
+}
+
+static SETUP_DEP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"["']([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*((?:===?|~=|>=|<=|<|>)\s*[^"',;\s]+)?[^"']*["']"#).unwrap()
+});
+
+/// setup.cfg: the indented lines under `install_requires =` in `[options]`.
+fn setup_cfg(text: &str, path: &str) -> Vec<Dep> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines().take(20_000) {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("install_requires") {
+            inside = true;
+            let first = rest.trim_start().trim_start_matches('=').trim();
+            if !first.is_empty() {
+                pep508(first, path, &mut out);
+            }
+            continue;
+        }
+        if inside {
+            if line.starts_with([' ', '\t']) && !t.is_empty() {
+                pep508(t, path, &mut out);
+            } else if !t.is_empty() {
+                inside = false;
+            }
+        }
+    }
+    out
+}
+
+/// setup.py: the strings inside `install_requires=[...]`.
+fn setup_py(text: &str, path: &str) -> Vec<Dep> {
+    let mut out = Vec::new();
+    let Some(at) = text.find("install_requires") else {
+        return out;
+    };
+    let rest = &text[at..];
+    let Some(open) = rest.find('[') else { return out };
+    let Some(close) = rest[open..].find(']') else {
+        return out;
+    };
+    for c in SETUP_DEP.captures_iter(&rest[open + 1..open + close]) {
+        let (v, r) = c.get(2).map(|m| spec(m.as_str())).unwrap_or((None, rank::RANGE));
+        out.push(dep("pypi", &c[1], v, r, true, path));
+    }
+    out
 }
 
 static REQ_LINE: LazyLock<Regex> = LazyLock::new(|| {
@@ -238,7 +328,8 @@ fn package_json(text: &str, path: &str) -> Vec<Dep> {
     };
     for (key, direct) in [
         ("dependencies", true),
-        ("devDependencies", false),
+        // declared by the app: front-end frameworks and build tools live here
+        ("devDependencies", true),
         ("peerDependencies", false),
     ] {
         if let Some(m) = v.get(key).and_then(|d| d.as_object()) {
@@ -627,6 +718,68 @@ mod tests {
                 ("express".into(), Some("4.19.2".into()))
             ]
         );
+    }
+
+    #[test]
+    fn manifests_without_dependencies_are_read() {
+        for (name, text, eco) in [
+            (
+                "pyproject.toml",
+                "[project]\nname = \"x\"\nversion = \"0.1\"\n",
+                "pypi",
+            ),
+            ("requirements.txt", "# nothing\n", "pypi"),
+            ("requirements-dev.txt", "", "pypi"),
+            ("Pipfile", "[requires]\npython_version = \"3.11\"\n", "pypi"),
+            (
+                "setup.py",
+                "from setuptools import setup\nsetup(name='x')\n",
+                "pypi",
+            ),
+            ("Gemfile", "source \"https://rubygems.org\"\n", "gem"),
+            (
+                "Cargo.toml",
+                "[package]\nname = \"x\"\nversion = \"0.1.0\"\n",
+                "cargo",
+            ),
+            ("go.mod", "module example.com/x\n\ngo 1.22\n", "go"),
+            ("go.work", "go 1.22\n\nuse ./a\n", "go"),
+            ("composer.json", "{\"name\": \"a/b\"}", "composer"),
+            ("package.json", "{\"name\": \"x\"}", "npm"),
+            (
+                "pom.xml",
+                "<project><artifactId>x</artifactId></project>",
+                "maven",
+            ),
+            ("build.gradle.kts", "plugins { kotlin(\"jvm\") }\n", "maven"),
+            ("mix.exs", "defmodule X.MixProject do\nend\n", "hex"),
+            (
+                "App.csproj",
+                "<Project Sdk=\"Microsoft.NET.Sdk\"></Project>",
+                "nuget",
+            ),
+            ("deno.json", "{}", "deno"),
+            ("gleam.toml", "name = \"x\"\n", "gleam"),
+        ] {
+            let (e, d) = parse(&format!("/src/{name}"), text);
+            assert_eq!(e, Some(eco), "{name} must count as a read manifest");
+            assert!(d.is_empty() || name == "build.gradle.kts", "{name}: {d:?}");
+        }
+        // not the format it claims to be: ignored
+        assert_eq!(parse("/src/pyproject.toml", "[project\nname=").0, None);
+        assert_eq!(parse("/src/go.mod", "hello").0, None);
+        assert_eq!(parse("/src/pom.xml", "{}").0, None);
+        let (_, d) = parse(
+            "/src/setup.py",
+            "setup(name='x', install_requires=['Flask>=3', \"gunicorn==22.0.0\"])",
+        );
+        assert_eq!(names(&d)[0].0, "flask");
+        assert_eq!(names(&d)[1], ("gunicorn".into(), Some("22.0.0".into())));
+        let (_, d) = parse(
+            "/src/setup.cfg",
+            "[metadata]\nname = x\n\n[options]\ninstall_requires =\n    flask>=3\n    requests\npython_requires = >=3.9\n",
+        );
+        assert_eq!(names(&d).len(), 2, "{d:?}");
     }
 
     #[test]

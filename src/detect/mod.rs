@@ -26,7 +26,7 @@ use serde::Serialize;
 
 pub use obs::Observations;
 pub use score::Evidence;
-pub use signature::{SigKind, SignatureSet};
+pub use signature::{Serves, SigKind, SignatureSet};
 
 use score::{Scored, Verdict};
 
@@ -67,6 +67,15 @@ impl ProbeError {
     }
 }
 
+/// A front-end framework's build: static files only, or a Node.js server.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FrontendInfo {
+    /// `static` (no server-side agent applies) or `server` (the Node.js agent applies)
+    pub serves: Serves,
+    /// why: the observation that decided, or the framework's default
+    pub reason: String,
+}
+
 /// The result for one container or directory; also the `--json` schema (one object per target).
 #[derive(Debug, Clone, Serialize)]
 pub struct Detection {
@@ -76,6 +85,8 @@ pub struct Detection {
     pub language: Option<String>,
     pub framework: Option<String>,
     pub framework_version: Option<String>,
+    /// front-end frameworks only: whether the build is static files or a Node.js server
+    pub frontend: Option<FrontendInfo>,
     pub runtime_version: Option<String>,
     pub server: Option<String>,
     pub server_version: Option<String>,
@@ -95,7 +106,20 @@ pub struct Detection {
     pub probe_errors: Vec<ProbeError>,
     /// what inject will do when there is no framework-specific path
     pub fallback: Option<String>,
+    /// static mode: the projects of a tree that holds several (no manifest at its root)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<Project>,
     pub elapsed_ms: u64,
+}
+
+/// One project of a tree holding several (a monorepo), detected on its own.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Project {
+    /// directory relative to the tree
+    pub path: String,
+    pub language: Option<String>,
+    pub framework: Option<String>,
+    pub confidence: f64,
 }
 
 /// Limits for one detection.
@@ -147,8 +171,96 @@ pub fn detect_path(dir: &Path, sigs: &SignatureSet) -> anyhow::Result<Detection>
     }
     let (obs, errors) = files::observe_dir(dir, sigs, &DetectOptions::default());
     let mut d = assemble(&dir.display().to_string(), sigs, &obs, errors);
+    let subdirs = project_dirs(&obs);
+    if subdirs.len() >= 2 {
+        let mut projects = Vec::new();
+        for rel in subdirs {
+            let (o, e) = files::observe_dir(
+                &dir.join(rel.trim_start_matches('/')),
+                sigs,
+                &DetectOptions::default(),
+            );
+            let p = assemble(&rel, sigs, &o, e);
+            projects.push(Project {
+                path: rel.trim_start_matches('/').to_string(),
+                language: p.language,
+                framework: p.framework,
+                confidence: p.confidence,
+            });
+        }
+        merge_projects(sigs, &mut d, projects);
+    }
     d.elapsed_ms = start.elapsed().as_millis() as u64;
     Ok(d)
+}
+
+/// Directories holding a manifest, when the tree's root holds none: a tree of several projects.
+fn project_dirs(obs: &Observations) -> Vec<String> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for path in obs.files.iter().flat_map(|f| f.files.keys()) {
+        let (parent, base) = path.rsplit_once('/').unwrap_or(("", path));
+        if manifest::is_manifest(base) {
+            if parent.is_empty() {
+                return Vec::new();
+            }
+            dirs.insert(parent.to_string());
+        }
+    }
+    // a project nested in another counts once
+    let all: Vec<String> = dirs.iter().cloned().collect();
+    dirs.retain(|d| !all.iter().any(|o| o != d && d.starts_with(&format!("{o}/"))));
+    dirs.into_iter().collect()
+}
+
+/// Several projects in one tree: one language is reported only when they all share it, one
+/// framework only when they all share it; otherwise the tree is Unknown and lists them.
+fn merge_projects(sigs: &SignatureSet, d: &mut Detection, projects: Vec<Project>) {
+    let same = |f: &dyn Fn(&Project) -> Option<&String>| {
+        let first = f(&projects[0]);
+        first.is_some() && projects.iter().all(|p| f(p) == first)
+    };
+    let one_language = same(&|p| p.language.as_ref());
+    let one_framework = one_language && same(&|p| p.framework.as_ref());
+    let list = projects
+        .iter()
+        .map(|p| {
+            let what = match (&p.language, &p.framework) {
+                (Some(l), Some(f)) => format!("{}/{}", display_name(sigs, l), display_name(sigs, f)),
+                (Some(l), None) => display_name(sigs, l),
+                _ => "unknown".into(),
+            };
+            format!("{} ({what})", p.path)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !one_language {
+        d.kind = Kind::Unknown;
+        d.language = None;
+        d.framework = None;
+        d.framework_version = None;
+        d.frontend = None;
+        d.server = None;
+        d.server_version = None;
+        d.confidence = 0.0;
+        d.confirmed = false;
+        d.fallback = Some(format!(
+            "several projects in one tree: {list}; run `obs-detect --path` on each"
+        ));
+    } else if !one_framework && d.framework.is_some() {
+        d.framework = None;
+        d.framework_version = None;
+        d.frontend = None;
+        d.confidence = d
+            .candidates
+            .iter()
+            .find(|c| Some(&c.id) == d.language.as_ref())
+            .map(|c| c.probability)
+            .unwrap_or(d.confidence);
+        d.fallback = Some(format!(
+            "several projects in one tree: {list}; run `obs-detect --path` on each"
+        ));
+    }
+    d.projects = projects;
 }
 
 fn candidate(s: &Scored) -> Candidate {
@@ -169,6 +281,33 @@ fn round3(x: f64) -> f64 {
 /// Languages obs-stack has an in-process agent for.
 pub const AGENT_LANGUAGES: &[&str] = &["python", "node", "java"];
 
+/// What the stack offers an app without an in-process agent (what exists, nothing more).
+pub const NO_AGENT_FALLBACK: &str =
+    "container metrics (docker_stats) and logs in the generated stack; no traces";
+
+/// The front-end rule of the reported framework, if it is a front-end framework.
+fn frontend_of(sigs: &SignatureSet, framework: Option<&str>, obs: &Observations) -> Option<FrontendInfo> {
+    let sig = sigs.get(framework?)?;
+    let f = sig.frontend.as_ref()?;
+    let hit = |list: &[signature::Matcher]| list.iter().find_map(|m| score::matches(m, obs));
+    if let Some(why) = hit(&f.static_when) {
+        return Some(FrontendInfo {
+            serves: Serves::Static,
+            reason: why,
+        });
+    }
+    if let Some(why) = hit(&f.server_when) {
+        return Some(FrontendInfo {
+            serves: Serves::Server,
+            reason: why,
+        });
+    }
+    Some(FrontendInfo {
+        serves: f.serves,
+        reason: format!("the default build of {}", sig.name),
+    })
+}
+
 /// What inject does when there is no framework-specific path.
 pub fn fallback_for(kind: Kind, language: Option<&str>, framework: Option<&str>) -> Option<String> {
     match (kind, language, framework) {
@@ -179,13 +318,8 @@ pub fn fallback_for(kind: Kind, language: Option<&str>, framework: Option<&str>)
         (_, Some(l), None) if AGENT_LANGUAGES.contains(&l) => Some(format!(
             "the generic {l} agent with all its library instrumentations (no framework-specific checks)"
         )),
-        (_, Some(l), _) => Some(format!(
-            "no in-process agent for {l}: container metrics, HTTP black-box checks, and the eBPF option in the generated stack"
-        )),
-        (_, None, _) => Some(
-            "nothing to inject: container metrics, HTTP black-box checks, and the eBPF option in the generated stack"
-                .into(),
-        ),
+        (_, Some(l), _) => Some(format!("no in-process agent for {l}: {NO_AGENT_FALLBACK}")),
+        (_, None, _) => Some(format!("nothing to inject: {NO_AGENT_FALLBACK}")),
     }
 }
 
@@ -262,7 +396,14 @@ pub fn assemble(
     candidates.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     let language = lang.map(|l| l.id.clone());
     let framework = fw.map(|f| f.id.clone());
-    let fallback = fallback_for(kind, language.as_deref(), framework.as_deref());
+    let frontend = frontend_of(sigs, framework.as_deref(), obs);
+    let fallback = match &frontend {
+        Some(f) if f.serves == Serves::Static => Some(
+            "static front-end: the build is static files served by a web server; no server-side agent applies (instrument the web server serving it, or the browser)"
+                .to_string(),
+        ),
+        _ => fallback_for(kind, language.as_deref(), framework.as_deref()),
+    };
     Detection {
         schema_version: SCHEMA_VERSION,
         target: target.to_string(),
@@ -270,6 +411,7 @@ pub fn assemble(
         language,
         framework,
         framework_version: fw.and_then(|f| f.version.clone()),
+        frontend,
         runtime_version,
         server: get(v.server).map(|s| s.id.clone()),
         server_version: get(v.server).and_then(|s| s.version.clone()),
@@ -284,6 +426,7 @@ pub fn assemble(
         candidates,
         probe_errors,
         fallback,
+        projects: Vec::new(),
         elapsed_ms: 0,
     }
 }
@@ -293,4 +436,168 @@ pub fn display_name(sigs: &SignatureSet, id: &str) -> String {
     sigs.get(id)
         .map(|s| s.name.clone())
         .unwrap_or_else(|| id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for (p, c) in files {
+            let f = t.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn frontend_static_or_server() {
+        let sigs = SignatureSet::builtin().unwrap();
+        let t = tree(&[
+            (
+                "package.json",
+                r#"{"scripts": {"build": "nuxt generate"}, "dependencies": {"nuxt": "^3.11.2"}}"#,
+            ),
+            ("nuxt.config.ts", "export default defineNuxtConfig({})\n"),
+        ]);
+        let d = detect_path(t.path(), &sigs).unwrap();
+        assert_eq!(d.framework.as_deref(), Some("nuxt"));
+        let fe = d.frontend.expect("front-end");
+        assert_eq!(fe.serves, Serves::Static, "{}", fe.reason);
+    }
+
+    /// A tree holding `files` (binary content allowed), detected as a container would be
+    /// that runs `cmdline` and does not listen yet (1 s after start).
+    fn cold(files: &[(&str, Vec<u8>)], cmdline: &str) -> Detection {
+        run(files, cmdline, false)
+    }
+
+    fn run(files: &[(&str, Vec<u8>)], cmdline: &str, listening: bool) -> Detection {
+        let sigs = SignatureSet::builtin().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        for (p, c) in files {
+            let f = t.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        let (mut obs, errors) = files::observe_dir(t.path(), &sigs, &DetectOptions::default());
+        obs.processes = Some(vec![obs::ProcObs {
+            pid: 1,
+            cmdline: cmdline.into(),
+            exe: "/usr/bin/java".into(),
+        }]);
+        obs.ports = Some(if listening {
+            vec![obs::PortObs {
+                port: 8080,
+                source: "listening".into(),
+            }]
+        } else {
+            Vec::new()
+        });
+        obs.listen_read = true;
+        assemble("t", &sigs, &obs, errors)
+    }
+
+    #[test]
+    fn jvm_layouts_are_recognised_from_disk_before_the_app_listens() {
+        let zip = files::tests::zip;
+        // a Spring Boot fat jar with a neutral name
+        let fat = zip(
+            &[
+                (
+                    "META-INF/MANIFEST.MF",
+                    b"Manifest-Version: 1.0\nMain-Class: org.springframework.boot.loader.launch.JarLauncher\nStart-Class: com.example.Orders\nSpring-Boot-Version: 3.2.5\n",
+                ),
+                ("BOOT-INF/lib/spring-boot-3.2.5.jar", b""),
+                ("BOOT-INF/lib/spring-webflux-6.1.6.jar", b""),
+                ("BOOT-INF/lib/netty-codec-http-4.1.109.Final.jar", b""),
+                ("org/springframework/boot/loader/launch/JarLauncher.class", b""),
+            ],
+            true,
+        );
+        let d = cold(&[("service.jar", fat)], "java -jar /srv/service.jar");
+        assert_eq!(d.framework.as_deref(), Some("spring-boot"), "{:?}", d.candidates);
+        assert_eq!(d.framework_version.as_deref(), Some("3.2.5"));
+        assert!(d.confidence >= 0.9, "{}", d.confidence);
+        // an exploded classpath behind a shell entrypoint
+        let d = cold(
+            &[
+                ("lib/spring-boot-3.2.5.jar", vec![]),
+                ("lib/spring-boot-autoconfigure-3.2.5.jar", vec![]),
+                ("lib/spring-web-6.1.6.jar", vec![]),
+                ("classes/com/example/App.class", vec![]),
+                (
+                    "entrypoint.sh",
+                    b"#!/bin/sh\nexec java -cp classes:lib/* com.example.App\n".to_vec(),
+                ),
+            ],
+            "java -cp classes:lib/* com.example.App",
+        );
+        assert_eq!(d.framework.as_deref(), Some("spring-boot"), "{:?}", d.candidates);
+        assert_eq!(d.language.as_deref(), Some("java"));
+        // Quarkus fast-jar
+        let runner = zip(
+            &[(
+                "META-INF/MANIFEST.MF",
+                b"Manifest-Version: 1.0\nMain-Class: io.quarkus.bootstrap.runner.QuarkusEntryPoint\n",
+            )],
+            false,
+        );
+        let d = cold(
+            &[
+                ("quarkus-run.jar", runner),
+                ("lib/main/io.quarkus.quarkus-core-3.8.4.jar", vec![]),
+                ("lib/main/io.vertx.vertx-core-4.5.7.jar", vec![]),
+                ("lib/main/io.netty.netty-codec-http-4.1.108.Final.jar", vec![]),
+            ],
+            "java -jar /deployments/quarkus-run.jar",
+        );
+        assert_eq!(d.framework.as_deref(), Some("quarkus"), "{:?}", d.candidates);
+        assert_eq!(d.framework_version.as_deref(), Some("3.8.4"));
+        // a Micronaut shadow jar (classes merged, no lib/)
+        let shadow = zip(
+            &[
+                (
+                    "META-INF/MANIFEST.MF",
+                    b"Manifest-Version: 1.0\nMain-Class: com.example.Application\n",
+                ),
+                ("io/micronaut/runtime/Micronaut.class", b""),
+                ("io/netty/handler/codec/http/HttpObject.class", b""),
+            ],
+            true,
+        );
+        let d = cold(&[("app.jar", shadow)], "java -jar app.jar");
+        assert_eq!(d.framework.as_deref(), Some("micronaut"), "{:?}", d.candidates);
+        // Netty alone (once it listens: a bare netty-codec-http jar is not strong enough cold)
+        let d = run(
+            &[
+                ("lib/netty-codec-http-4.1.109.Final.jar", vec![]),
+                ("lib/netty-common-4.1.109.Final.jar", vec![]),
+            ],
+            "java -cp lib/* com.example.Server",
+            true,
+        );
+        assert_eq!(d.framework.as_deref(), Some("netty"), "{:?}", d.candidates);
+        // a WAR in Tomcat's webapps: Java, the Tomcat server, no framework claimed
+        let war = zip(
+            &[
+                ("WEB-INF/web.xml", b"<web-app/>"),
+                ("WEB-INF/classes/com/example/Hello.class", b""),
+            ],
+            false,
+        );
+        let d = cold(
+            &[
+                ("webapps/hello.war", war),
+                ("lib/catalina.jar", vec![]),
+                ("bin/catalina.sh", vec![]),
+            ],
+            "/opt/java/bin/java -Dcatalina.base=/usr/local/tomcat org.apache.catalina.startup.Bootstrap start",
+        );
+        assert_eq!(d.language.as_deref(), Some("java"));
+        assert_eq!(d.server.as_deref(), Some("tomcat"), "{:?}", d.candidates);
+        assert_eq!(d.framework, None, "{:?}", d.candidates);
+    }
 }

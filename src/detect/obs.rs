@@ -23,6 +23,8 @@ pub struct Observations {
     pub ports: Option<Vec<PortObs>>,
     /// The container's listening sockets were read (so "nothing listens" is known).
     pub listen_read: bool,
+    /// The container started moments ago: "nothing listens yet" says little about a server.
+    pub starting: bool,
     pub files: Option<FileObs>,
     /// Dependencies from manifests, lockfiles, installed packages and binaries.
     pub deps: Vec<Dep>,

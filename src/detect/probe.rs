@@ -201,6 +201,20 @@ pub async fn observe_container(
         }
     }
     ports.dedup_by(|a, b| a.port == b.port && a.source == b.source);
+    obs.starting = running
+        && info
+            .state
+            .as_ref()
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(rfc3339_epoch)
+            .and_then(|t| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()?
+                    .as_secs() as i64;
+                Some(now - t < super::score::STARTUP_GRACE_S as i64)
+            })
+            .unwrap_or(false);
     obs.ports = Some(ports.clone());
 
     let cfg_cmd = config_cmdline(&info);
@@ -210,8 +224,37 @@ pub async fn observe_container(
         .as_ref()
         .and_then(|e| e.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.clone()));
 
-    // the three slower probes, concurrently
-    let procs_fut = processes(engine, container, &info, host.clone(), running, deadline);
+    // the slower probes, concurrently: processes then files (the command lines name app
+    // directories) alongside HTTP, so a slow or silent HTTP port never eats the files' budget
+    let procs_files = async {
+        let (procs, bins, proc_deps, rt, mut perr) =
+            processes(engine, container, &info, host.clone(), running, deadline).await;
+        let mut cmdlines: Vec<String> = procs.iter().map(|p| p.cmdline.clone()).collect();
+        cmdlines.push(cfg_cmd.join(" "));
+        let dirs = files::app_dirs(workdir.as_deref(), &cmdlines, home.as_deref());
+        let mut coll = Collector::new(sigs, opts);
+        match &host {
+            Some(h) => {
+                let root = h.root();
+                let res = tokio::task::spawn_blocking(move || {
+                    files::read_root(&root, &dirs, &mut coll, deadline, true);
+                    coll
+                })
+                .await;
+                match res {
+                    Ok(c) => coll = c,
+                    Err(e) => {
+                        perr.push(ProbeError::new("files", format!("files probe failed: {e}")));
+                        coll = Collector::new(sigs, opts);
+                    }
+                }
+            }
+            None => {
+                coll = archive_files(engine, container, &dirs, coll, opts, deadline).await;
+            }
+        }
+        (procs, bins, proc_deps, rt, perr, coll)
+    };
     let http_fut = http_probe(
         opts,
         &ports,
@@ -222,34 +265,10 @@ pub async fn observe_container(
         running,
         deadline,
     );
-    let ((procs, bins, proc_deps, rt, mut perr), (http_obs, mut herr)) = tokio::join!(procs_fut, http_fut);
+    let ((procs, bins, proc_deps, rt, mut perr, mut coll), (http_obs, mut herr)) =
+        tokio::join!(procs_files, http_fut);
     errors.append(&mut perr);
     errors.append(&mut herr);
-    let mut cmdlines: Vec<String> = procs.iter().map(|p| p.cmdline.clone()).collect();
-    cmdlines.push(cfg_cmd.join(" "));
-    let dirs = files::app_dirs(workdir.as_deref(), &cmdlines, home.as_deref());
-    let mut coll = Collector::new(sigs, opts);
-    match &host {
-        Some(h) => {
-            let root = h.root();
-            let dirs2 = dirs.clone();
-            let res = tokio::task::spawn_blocking(move || {
-                files::read_root(&root, &dirs2, &mut coll, deadline, true);
-                coll
-            })
-            .await;
-            match res {
-                Ok(c) => coll = c,
-                Err(e) => {
-                    errors.push(ProbeError::new("files", format!("files probe failed: {e}")));
-                    coll = Collector::new(sigs, opts);
-                }
-            }
-        }
-        None => {
-            coll = archive_files(engine, container, &dirs, coll, opts, deadline).await;
-        }
-    }
     errors.append(&mut coll.errors);
     let _ = coll.into_observations(&mut obs);
     obs.deps.extend(proc_deps.clone());
@@ -322,6 +341,23 @@ pub async fn observe_container(
     obs.binaries = bins;
     obs.http = if http_obs.is_empty() { None } else { Some(http_obs) };
     Ok((obs, errors))
+}
+
+/// `2026-12-01T22:13:24.123456789Z` (Docker's StartedAt, UTC) → seconds since the epoch.
+fn rfc3339_epoch(s: &str) -> Option<i64> {
+    let n = |a: usize, b: usize| s.get(a..b)?.parse::<i64>().ok();
+    let (y, m, d, hh, mm, ss) = (n(0, 4)?, n(5, 7)?, n(8, 10)?, n(11, 13)?, n(14, 16)?, n(17, 19)?);
+    if !s.ends_with('Z') || y < 1970 {
+        return None;
+    }
+    // days from civil (proleptic Gregorian), Howard Hinnant's algorithm
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
 }
 
 fn is_shim(exe: &str) -> bool {
@@ -761,4 +797,20 @@ async fn archive_files(
         }
     }
     coll
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339_epoch;
+
+    #[test]
+    fn docker_started_at_parses() {
+        assert_eq!(rfc3339_epoch("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            rfc3339_epoch("2026-12-01T22:13:24.123456789Z"),
+            Some(1_796_163_204)
+        );
+        assert_eq!(rfc3339_epoch("0001-01-01T00:00:00Z"), None);
+        assert_eq!(rfc3339_epoch("garbage"), None);
+    }
 }

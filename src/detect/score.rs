@@ -28,6 +28,11 @@ use super::signature::{Matcher, PORT_CAP, Probe, SigKind, Signature, SignatureSe
 pub const CONFIRM_MIN: f64 = 0.5;
 /// log10 weight against a framework or server when nothing listens.
 pub const NO_LISTENER: f64 = -2.0;
+/// The same within `STARTUP_GRACE_S` of the container's start: servers take seconds to bind,
+/// so not listening *yet* is weak evidence (a worker is told apart once the grace is over).
+pub const NO_LISTENER_STARTING: f64 = -0.5;
+/// How long after a container's start "nothing listens" is read as "not yet".
+pub const STARTUP_GRACE_S: u64 = 20;
 /// Reported at or above this probability.
 pub const REPORT_AT: f64 = 0.5;
 /// A dependency only locked or installed (not declared by the app) counts this fraction.
@@ -108,9 +113,15 @@ fn dep_matches(ecosystem: &str, pattern: &str, dep_eco: &str, dep_name: &str) ->
     }
 }
 
-fn file_matches(pattern: &str, path: &str) -> bool {
-    if let Some(ext) = pattern.strip_prefix('*') {
-        return path.ends_with(ext) && !path.ends_with('/');
+/// A `file:` pattern against a path: `a/b.txt` matches a path ending in `/a/b.txt`; a pattern
+/// with one `*` (`*.py`, `requirements*.txt`) matches the basename.
+pub fn file_matches(pattern: &str, path: &str) -> bool {
+    if let Some((pre, suf)) = pattern.split_once('*') {
+        let base = path.rsplit('/').next().unwrap_or(path);
+        return !path.ends_with('/')
+            && base.len() >= pre.len() + suf.len()
+            && base.starts_with(pre)
+            && base.ends_with(suf);
     }
     path == pattern || path.ends_with(&format!("/{pattern}"))
 }
@@ -368,6 +379,13 @@ fn evaluate(m: &Matcher, weight: f64, absent: Option<f64>, obs: &Observations) -
     best
 }
 
+/// Whether a matcher matches the observations: the match's description when it does.
+pub fn matches(m: &Matcher, obs: &Observations) -> Option<String> {
+    evaluate(m, 1.0, None, obs)
+        .filter(|h| h.weight > 0.0)
+        .map(|h| h.detail)
+}
+
 /// Scores one signature on its own evidence (no `implies`, no slot competition yet).
 fn score_one(sig: &Signature, obs: &Observations) -> Scored {
     struct Group {
@@ -438,14 +456,22 @@ fn score_one(sig: &Signature, obs: &Observations) -> Scored {
             .flatten()
             .any(|p| p.source.starts_with("listening"))
     {
-        total += NO_LISTENER;
+        let (w, detail) = if obs.starting {
+            (
+                NO_LISTENER_STARTING,
+                format!("no TCP port listens yet (the container started less than {STARTUP_GRACE_S} s ago)"),
+            )
+        } else {
+            (NO_LISTENER, "no TCP port listens in the container".to_string())
+        };
+        total += w;
         hits.push(Hit {
-            weight: NO_LISTENER,
-            detail: "no TCP port listens in the container".into(),
+            weight: w,
+            detail,
             version: None,
             probe: Probe::Ports,
         });
-        counted.push(NO_LISTENER);
+        counted.push(w);
     }
     let mut probes = BTreeSet::new();
     let mut evidence = Vec::new();

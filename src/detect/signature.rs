@@ -59,6 +59,39 @@ struct RawSignature {
     prior: f64,
     #[serde(default)]
     indicators: Vec<RawIndicator>,
+    #[serde(default)]
+    frontend: Option<RawFrontend>,
+}
+
+/// `frontend:` of a front-end framework: what its build serves by default, and the
+/// observations that say otherwise.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFrontend {
+    serves: Serves,
+    #[serde(default, rename = "static")]
+    static_when: Vec<RawIndicator>,
+    #[serde(default, rename = "server")]
+    server_when: Vec<RawIndicator>,
+}
+
+/// What a front-end build runs in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Serves {
+    /// Static files only (HTML, JS, CSS) served by any web server: no server-side agent applies.
+    Static,
+    /// A Node.js server renders or serves it: the Node.js agent applies.
+    Server,
+}
+
+/// A front-end framework's rule: `serves` unless one of `static_when` / `server_when` matches
+/// (the first matching list, static checked first, wins).
+#[derive(Debug, Clone)]
+pub struct Frontend {
+    pub serves: Serves,
+    pub static_when: Vec<Matcher>,
+    pub server_when: Vec<Matcher>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -81,7 +114,8 @@ struct RawIndicator {
     value: Option<String>,
     contains: Option<String>,
     ecosystem: Option<String>,
-    weight: f64,
+    /// required for `indicators:`; not used in `frontend:` lists
+    weight: Option<f64>,
     absent: Option<f64>,
     group: Option<String>,
     #[serde(default)]
@@ -161,6 +195,8 @@ pub struct Signature {
     /// log10 prior odds against "none".
     pub prior: f64,
     pub indicators: Vec<Indicator>,
+    /// front-end frameworks only: static files or a server
+    pub frontend: Option<Frontend>,
     pub source: String,
 }
 
@@ -244,8 +280,14 @@ impl SignatureSet {
     pub fn wanted_files(&self) -> BTreeSet<String> {
         self.sigs
             .iter()
-            .flat_map(|s| s.indicators.iter())
-            .filter_map(|i| match &i.matcher {
+            .flat_map(|s| {
+                let fe = s
+                    .frontend
+                    .iter()
+                    .flat_map(|f| f.static_when.iter().chain(&f.server_when));
+                s.indicators.iter().map(|i| &i.matcher).chain(fe)
+            })
+            .filter_map(|m| match m {
                 Matcher::File {
                     path,
                     contains: Some(_),
@@ -293,8 +335,36 @@ fn parse_signature(path: &str, text: &str) -> Result<Signature> {
     let mut indicators = Vec::new();
     for (n, ri) in raw.indicators.into_iter().enumerate() {
         let what = format!("indicator #{}", n + 1);
+        if ri.weight.is_none() {
+            bail!("{what}: needs `weight`");
+        }
         indicators.push(build_indicator(ri).with_context(|| what.clone())?);
     }
+    let frontend = match raw.frontend {
+        None => None,
+        Some(f) => {
+            if raw.kind != SigKind::Framework {
+                bail!("`frontend` applies to framework signatures only");
+            }
+            let mut lists = [Vec::new(), Vec::new()];
+            for (k, (name, list)) in [("static", f.static_when), ("server", f.server_when)]
+                .into_iter()
+                .enumerate()
+            {
+                for (n, mut ri) in list.into_iter().enumerate() {
+                    let what = format!("frontend.{name} #{}", n + 1);
+                    ri.weight = Some(ri.weight.unwrap_or(1.0));
+                    lists[k].push(build_indicator(ri).with_context(|| what.clone())?.matcher);
+                }
+            }
+            let [static_when, server_when] = lists;
+            Some(Frontend {
+                serves: f.serves,
+                static_when,
+                server_when,
+            })
+        }
+    };
     Ok(Signature {
         id: raw.id,
         name: raw.name,
@@ -303,11 +373,13 @@ fn parse_signature(path: &str, text: &str) -> Result<Signature> {
         slot,
         prior: raw.prior,
         indicators,
+        frontend,
         source: path.to_string(),
     })
 }
 
 fn build_indicator(ri: RawIndicator) -> Result<Indicator> {
+    let weight = ri.weight.unwrap_or_default();
     let count = [
         ri.env.is_some(),
         ri.port.is_some(),
@@ -330,11 +402,8 @@ fn build_indicator(ri: RawIndicator) -> Result<Indicator> {
             "needs exactly one of env, port, file, dependency, cmdline, exe, elf_needed, elf_interp, binary, header, cookie, body (found {count})"
         );
     }
-    if !ri.weight.is_finite() || ri.weight.abs() > 8.0 {
-        bail!(
-            "weight {} must be a log10 likelihood ratio between -8 and 8",
-            ri.weight
-        );
+    if !weight.is_finite() || weight.abs() > 8.0 {
+        bail!("weight {weight} must be a log10 likelihood ratio between -8 and 8");
     }
     if let Some(a) = ri.absent
         && (!a.is_finite() || !(-8.0..=0.0).contains(&a))
@@ -356,7 +425,7 @@ fn build_indicator(ri: RawIndicator) -> Result<Indicator> {
             name,
         }
     } else if let Some(p) = ri.port {
-        if ri.weight > PORT_CAP {
+        if weight > PORT_CAP {
             bail!("a port indicator weighs at most {PORT_CAP}: ports alone never decide");
         }
         Matcher::Port(p)
@@ -409,7 +478,7 @@ fn build_indicator(ri: RawIndicator) -> Result<Indicator> {
     let group = ri.group.unwrap_or_else(|| matcher.probe().as_str().to_string());
     Ok(Indicator {
         matcher,
-        weight: ri.weight,
+        weight,
         absent: ri.absent,
         group,
         version: ri.version,
