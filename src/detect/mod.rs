@@ -282,8 +282,7 @@ fn round3(x: f64) -> f64 {
 pub const AGENT_LANGUAGES: &[&str] = &["python", "node", "java"];
 
 /// What the stack offers an app without an in-process agent (what exists, nothing more).
-pub const NO_AGENT_FALLBACK: &str =
-    "container metrics (docker_stats) and logs in the generated stack; no traces";
+pub const NO_AGENT_FALLBACK: &str = "container stats and HTTP checks with `obs-stack up`; container metrics (docker_stats) and logs in the generated stack; no traces";
 
 /// The front-end rule of the reported framework, if it is a front-end framework.
 fn frontend_of(sigs: &SignatureSet, framework: Option<&str>, obs: &Observations) -> Option<FrontendInfo> {
