@@ -32,6 +32,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/runtime", get(runtime))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/checks", post(checks))
+        .route("/api/v1/analysis", get(analysis))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
@@ -541,4 +542,40 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// `GET /api/v1/analysis?service=`: findings over the service's most recent stored traces in
+/// the range (up to 50): N+1 queries and the slowest child span per route (the UI's "Run
+/// analysis"; `obs-stack analyze` adds a replay burst first). The same pure code as the CLI
+/// (`crate::analysis`).
+async fn analysis(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
+    let s = scoped!(shared, p);
+    let Some(service) = p.service.clone() else {
+        return err(StatusCode::BAD_REQUEST, "service= is required");
+    };
+    blocking(shared.clone(), move |c| {
+        let f = store::TraceFilter {
+            service: Some(service.clone()),
+            route: None,
+            status: None,
+            error: None,
+            min_duration_ms: None,
+            limit: 50,
+        };
+        let mut traces = Vec::new();
+        for row in store::traces(c, s.pid, s.from, s.to, &f)? {
+            let Ok(tid) = hex::decode(&row.trace_id) else {
+                continue;
+            };
+            let spans = store::trace(c, s.pid, &tid)?;
+            traces.push(json!({"trace_id": row.trace_id, "spans": spans}));
+        }
+        let findings = crate::analysis::analyze_traces(&traces);
+        Ok(
+            json!({"project": s.project, "service": service, "from": s.from, "to": s.to,
+                  "traces_analyzed": traces.len(), "n_plus_one": findings.n_plus_one,
+                  "slowest_children": findings.slowest_children}),
+        )
+    })
+    .await
 }

@@ -108,6 +108,13 @@ async function checks() {
   check(first === expect.slowest, `sorting by p95 puts ${expect.slowest} first (got ${first})`);
   const sortState = await page.getAttribute('th[aria-sort="descending"] button', "data-key");
   check(sortState === "sort:p95_ms", "the p95 column says it is sorted (aria-sort)");
+  // Run analysis: the planted N+1 (the same statement three times under one request) is found.
+  await page.click("#run-analysis");
+  await page.waitForSelector(".analysis ul.findings, .analysis .empty, .analysis .error", { timeout: 10000 });
+  const analysis = await page.textContent(".analysis");
+  check(analysis.includes("N+1") && analysis.includes(expect.trace.statement), `Run analysis reports the N+1 (${analysis.slice(0, 200)})`);
+  const section = await page.$('section[aria-labelledby="an-h"]');
+  if (section) await section.screenshot({ path: join(shots, "analysis.png") });
   await shot("service");
   await page.goto(`${base}/#/service/front`);
   await settle("#rt-h");

@@ -36,6 +36,12 @@ export interface ErrorGroup {
 export interface RuntimeSeries { service: string; name: string; unit: string; points: [number, number][] }
 export interface Stats { retention_ms: number; oldest_data_ms: number | null; db_size_bytes: number; received: { spans: number } }
 
+export interface Analysis {
+  traces_analyzed: number;
+  n_plus_one: { route: string; statement: string; times: number; trace_id: string }[];
+  slowest_children: { route: string; span: string; share: number }[];
+}
+
 export class Unauthorized extends Error {}
 
 type Q = Record<string, string | number | boolean | null | undefined>;

@@ -1,6 +1,6 @@
 // Service: RED over time, the route table (sortable), runtime panels for its language and the
 // container's stats.
-import { get, Point, Route, RuntimeSeries, Service } from "./api";
+import { Analysis, get, Point, Route, RuntimeSeries, Service } from "./api";
 import { Line, timeChart } from "./charts";
 import { clear, fmtBytes, fmtMs, fmtNum, fmtPct, h } from "./dom";
 import { attrs, base, toMs } from "./runtime";
@@ -63,6 +63,28 @@ export async function servicePage(main: HTMLElement, rs: RouteState) {
     h("h2", { id: "routes-h" }, `Routes (${routes.routes.length})`),
     h("p", { class: "muted small" }, "Sort by any column: calls for the top routes, p95 for the slowest, errors for the failing ones."),
     table));
+  // analysis over the stored traces (the replay burst is the CLI's: `obs-stack analyze`)
+  const out = h("div", { class: "analysis", "aria-live": "polite" });
+  const run = async () => {
+    clear(out, h("p", { class: "muted" }, "Analysing the stored traces…"));
+    try {
+      const a = await get<Analysis>("/api/v1/analysis", { project, service, from, to });
+      const items = [
+        ...a.n_plus_one.map((n) => h("li", { class: "finding" }, h("strong", null, "N+1 "), `${n.route} runs `, h("code", null, n.statement), ` ${n.times} times per request — `, h("a", { href: link("trace", n.trace_id) }, "a trace"))),
+        ...a.slowest_children.map((c) => h("li", null, h("strong", null, "Slowest part "), `of ${c.route}: `, h("code", null, c.span), ` (${Math.round(c.share * 100)}% of the request)`)),
+      ];
+      clear(out,
+        h("p", { class: "muted small" }, `${a.traces_analyzed} traces analysed.`),
+        items.length ? h("ul", { class: "findings" }, items) : h("p", { class: "empty" }, "No findings: no repeated queries, no dominant child span."),
+        h("p", { class: "muted small" }, "For a fresh burst of the real GET requests seen here, replayed to the container: ", h("code", null, `obs-stack analyze ${service}`)));
+    } catch (e) {
+      clear(out, h("p", { class: "error" }, String(e)));
+    }
+  };
+  main.appendChild(h("section", { "aria-labelledby": "an-h" },
+    h("h2", { id: "an-h" }, "Analysis"),
+    h("button", { type: "button", id: "run-analysis", onclick: () => void run() }, "Run analysis"),
+    out));
   // runtime and container
   const runtime = rt.series.filter((r) => !/^(container|container_stats|http_check)\./.test(r.name));
   const container = rt.series.filter((r) => /^(container|container_stats|http_check)\./.test(r.name));
