@@ -124,6 +124,7 @@ pub fn open(dir: &Path) -> Result<Connection> {
             count REAL NOT NULL, hist BLOB NOT NULL,
             PRIMARY KEY(pid, service, route, method, class, bucket_ms, source)) WITHOUT ROWID;
          CREATE INDEX IF NOT EXISTS red_time ON red(pid, bucket_ms);
+         CREATE INDEX IF NOT EXISTS red_age ON red(bucket_ms);
          CREATE TABLE IF NOT EXISTS runtime(pid INTEGER NOT NULL, service TEXT NOT NULL, name TEXT NOT NULL,
             unit TEXT NOT NULL, bucket_ms INTEGER NOT NULL, value REAL NOT NULL,
             PRIMARY KEY(pid, service, name, bucket_ms)) WITHOUT ROWID;
