@@ -17,11 +17,18 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use prost::Message;
 
 fn kv(k: &str, v: Value) -> KeyValue {
-    KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
 }
 
 fn batch(seed: u64, n: usize) -> Vec<u8> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let svc = seed % 5;
     let mut spans = Vec::with_capacity(n);
     let mut i = 0u64;
@@ -47,7 +54,10 @@ fn batch(seed: u64, n: usize) -> Vec<u8> {
                 kv("http.response.status_code", Value::IntValue(status)),
                 kv("url.path", Value::StringValue(format!("/api/r{}/{t}", t % 20))),
             ],
-            status: Some(Status { code: if status == 500 { 2 } else { 0 }, ..Default::default() }),
+            status: Some(Status {
+                code: if status == 500 { 2 } else { 0 },
+                ..Default::default()
+            }),
             ..Default::default()
         });
         for c in 0..2u64 {
@@ -57,7 +67,11 @@ fn batch(seed: u64, n: usize) -> Vec<u8> {
                 trace_id: trace.to_vec(),
                 span_id: id,
                 parent_span_id: root.clone(),
-                name: if c == 0 { "SELECT orders".into() } else { "GET downstream".into() },
+                name: if c == 0 {
+                    "SELECT orders".into()
+                } else {
+                    "GET downstream".into()
+                },
                 kind: 3,
                 start_time_unix_nano: now + 100_000,
                 end_time_unix_nano: now + dur / 2,
@@ -76,7 +90,10 @@ fn batch(seed: u64, n: usize) -> Vec<u8> {
                 ],
                 ..Default::default()
             }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }
@@ -91,8 +108,14 @@ async fn load(url: String, key: String, total: u64, conc: usize, size: usize) {
     let start = Instant::now();
     let mut tasks = vec![];
     for w in 0..conc {
-        let (client, url, key, sent, ok, refused) =
-            (client.clone(), url.clone(), key.clone(), sent.clone(), ok.clone(), refused.clone());
+        let (client, url, key, sent, ok, refused) = (
+            client.clone(),
+            url.clone(),
+            key.clone(),
+            sent.clone(),
+            ok.clone(),
+            refused.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut seed = w as u64 * 1_000_000;
             loop {
@@ -171,13 +194,39 @@ async fn query(api: String, token: String, project: String, n: usize) {
         .filter_map(|t| t["trace_id"].as_str().map(str::to_string))
         .collect();
     let queries: Vec<(&str, Box<dyn Fn(usize) -> String>)> = vec![
-        ("services", Box::new(|_| format!("/api/v1/services?project={project}"))),
-        ("routes", Box::new(|i| format!("/api/v1/routes?project={project}&service=svc-{}", i % 5))),
-        ("series", Box::new(|i| format!("/api/v1/series?project={project}&service=svc-{}&route=/api/r3/{{id}}", i % 5))),
-        ("traces", Box::new(|i| format!("/api/v1/traces?project={project}&service=svc-{}&limit=20", i % 5))),
-        ("traces_error", Box::new(|_| format!("/api/v1/traces?project={project}&error=true&limit=20"))),
-        ("trace_by_id", Box::new(|i| format!("/api/v1/traces/{}?project={project}", ids[i % ids.len().max(1)]))),
-        ("errors", Box::new(|_| format!("/api/v1/errors?project={project}"))),
+        (
+            "services",
+            Box::new(|_| format!("/api/v1/services?project={project}")),
+        ),
+        (
+            "routes",
+            Box::new(|i| format!("/api/v1/routes?project={project}&service=svc-{}", i % 5)),
+        ),
+        (
+            "series",
+            Box::new(|i| {
+                format!(
+                    "/api/v1/series?project={project}&service=svc-{}&route=/api/r3/{{id}}",
+                    i % 5
+                )
+            }),
+        ),
+        (
+            "traces",
+            Box::new(|i| format!("/api/v1/traces?project={project}&service=svc-{}&limit=20", i % 5)),
+        ),
+        (
+            "traces_error",
+            Box::new(|_| format!("/api/v1/traces?project={project}&error=true&limit=20")),
+        ),
+        (
+            "trace_by_id",
+            Box::new(|i| format!("/api/v1/traces/{}?project={project}", ids[i % ids.len().max(1)])),
+        ),
+        (
+            "errors",
+            Box::new(|_| format!("/api/v1/errors?project={project}")),
+        ),
     ];
     for (name, q) in &queries {
         if *name == "trace_by_id" && ids.is_empty() {
@@ -189,7 +238,11 @@ async fn query(api: String, token: String, project: String, n: usize) {
             assert!(code.is_success(), "{name}: {code}");
             times.push(ms);
         }
-        println!("query={name} n={n} p50_ms={:.1} p95_ms={:.1}", pct(&mut times, 0.5), pct(&mut times, 0.95));
+        println!(
+            "query={name} n={n} p50_ms={:.1} p95_ms={:.1}",
+            pct(&mut times, 0.5),
+            pct(&mut times, 0.95)
+        );
     }
 }
 
@@ -207,7 +260,9 @@ async fn main() {
             )
             .await
         }
-        Some("query") if a.len() >= 6 => query(a[2].clone(), a[3].clone(), a[4].clone(), a[5].parse().unwrap()).await,
+        Some("query") if a.len() >= 6 => {
+            query(a[2].clone(), a[3].clone(), a[4].clone(), a[5].parse().unwrap()).await
+        }
         _ => {
             eprintln!("usage: serve_bench load URL KEY SPANS [CONC] [BATCH] | query API TOKEN PROJECT N");
             std::process::exit(2);

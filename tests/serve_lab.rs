@@ -18,7 +18,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_obs-stack");
 
 fn api_get(port: u16, token: &str, path: &str) -> Value {
     let out = Command::new("curl")
-        .args(["-s", "--max-time", "5", "-H", &format!("Authorization: Bearer {token}")])
+        .args([
+            "-s",
+            "--max-time",
+            "5",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+        ])
         .arg(format!("http://127.0.0.1:{port}{path}"))
         .output()
         .expect("curl");
@@ -26,7 +32,9 @@ fn api_get(port: u16, token: &str, path: &str) -> Value {
 }
 
 fn hit(port: u16, path: &str) -> u16 {
-    http_get(port, path, Duration::from_secs(5)).map(|(c, _)| c).unwrap_or(0)
+    http_get(port, path, Duration::from_secs(5))
+        .map(|(c, _)| c)
+        .unwrap_or(0)
 }
 
 #[test]
@@ -47,11 +55,21 @@ fn real_agents_are_accepted_and_answered() {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     let token = {
-        let out = Command::new(BIN).args(["serve", "token", "--data-dir"]).arg(data.path()).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "token", "--data-dir"])
+            .arg(data.path())
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
     let net = unique_name("serve-net");
-    docker_ok(&["network", "create", "--label", &format!("{TEST_LABEL}={}", run_id()), &net]);
+    docker_ok(&[
+        "network",
+        "create",
+        "--label",
+        &format!("{TEST_LABEL}={}", run_id()),
+        &net,
+    ]);
     guard.network(&net);
     let backend = TestContainer::run(
         "serve",
@@ -82,18 +100,34 @@ fn real_agents_are_accepted_and_answered() {
         ],
     );
     let api = backend.host_port(4319);
-    assert!(wait_tcp(api, Duration::from_secs(30)), "backend API: {}", backend.logs());
+    assert!(
+        wait_tcp(api, Duration::from_secs(30)),
+        "backend API: {}",
+        backend.logs()
+    );
 
     let headers = format!("OTEL_EXPORTER_OTLP_HEADERS=x-obs-stack-key={key}");
-    let apps: Vec<(&str, u16, &str)> =
-        vec![("py-flask", 5000, "python"), ("node-express", 3000, "nodejs"), ("java-springboot", 8080, "java")];
+    let apps: Vec<(&str, u16, &str)> = vec![
+        ("py-flask", 5000, "python"),
+        ("node-express", 3000, "nodejs"),
+        ("java-springboot", 8080, "java"),
+    ];
     let mut running = Vec::new();
     for (fixture, port, lang) in &apps {
         let publish = format!("127.0.0.1::{port}");
         let app = TestContainer::run(
             fixture,
             &format!("obs-lab/fixture-{fixture}:latest"),
-            &["--network", &net, "-p", &publish, "-e", &headers, "-e", "OTEL_METRIC_EXPORT_INTERVAL=2000"],
+            &[
+                "--network",
+                &net,
+                "-p",
+                &publish,
+                "-e",
+                &headers,
+                "-e",
+                "OTEL_METRIC_EXPORT_INTERVAL=2000",
+            ],
             &[],
         );
         running.push((app, *port, *lang));
@@ -102,7 +136,12 @@ fn real_agents_are_accepted_and_answered() {
         let p = app.host_port(*port);
         let deadline = Instant::now() + Duration::from_secs(120);
         while hit(p, "/") == 0 {
-            assert!(Instant::now() < deadline, "{} did not answer: {}", app.name, app.logs());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not answer: {}",
+                app.name,
+                app.logs()
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
         let out = Command::new(BIN)
@@ -140,9 +179,18 @@ fn real_agents_are_accepted_and_answered() {
         std::thread::sleep(Duration::from_secs(2));
         let v = api_get(api, &token, "/api/v1/services?project=lab");
         let ready = running.iter().all(|(app, _, _)| {
-            v["services"].as_array().into_iter().flatten().any(|s| {
-                s["name"] == app.name.as_str() && s["source"] == "metrics" && s["errors"].as_f64().unwrap_or(0.0) > 0.0
-            })
+            let red = v["services"].as_array().into_iter().flatten().any(|s| {
+                s["name"] == app.name.as_str()
+                    && s["source"] == "metrics"
+                    && s["errors"].as_f64().unwrap_or(0.0) > 0.0
+            });
+            // spans come in batches (the Java agent's every 5 s): wait for an error trace too
+            let t = api_get(
+                api,
+                &token,
+                &format!("/api/v1/traces?project=lab&service={}&error=true", app.name),
+            );
+            red && t["traces"].as_array().is_some_and(|a| !a.is_empty())
         });
         if ready || Instant::now() > deadline {
             break;
@@ -159,10 +207,20 @@ fn real_agents_are_accepted_and_answered() {
             .into_iter()
             .flatten()
             .find(|s| s["name"] == app.name.as_str())
-            .unwrap_or_else(|| panic!("{} missing from {services}\nbackend: {}", app.name, backend.logs()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} missing from {services}\nbackend: {}",
+                    app.name,
+                    backend.logs()
+                )
+            });
         assert_eq!(s["language"], *lang, "{s}");
         assert_eq!(s["source"], "metrics", "{s}");
-        let routes = api_get(api, &token, &format!("/api/v1/routes?project=lab&service={}", app.name));
+        let routes = api_get(
+            api,
+            &token,
+            &format!("/api/v1/routes?project=lab&service={}", app.name),
+        );
         let rs = routes["routes"].as_array().cloned().unwrap_or_default();
         let orders = rs
             .iter()
@@ -173,13 +231,31 @@ fn real_agents_are_accepted_and_answered() {
             .unwrap_or_else(|| panic!("no templated /orders route for {}: {routes}", app.name));
         // metrics count every request: at least what was sent before the last export
         assert!(orders["calls"].as_f64().unwrap() >= 1.0, "{orders}");
-        assert!(orders["calls"].as_f64().unwrap() <= f64::from(sent[i].0), "{orders} sent {}", sent[i].0);
-        assert!(orders["p50_ms"].as_f64().is_some());
-        let err = rs.iter().find(|r| r["route"].as_str().unwrap_or("").ends_with("error"));
-        assert!(err.is_some_and(|r| r["errors"].as_f64().unwrap_or(0.0) >= 1.0), "no 5xx for {}: {routes}", app.name);
-        let traces = api_get(api, &token, &format!("/api/v1/traces?project=lab&service={}&error=true", app.name));
         assert!(
-            !traces["traces"].as_array().cloned().unwrap_or_default().is_empty(),
+            orders["calls"].as_f64().unwrap() <= f64::from(sent[i].0),
+            "{orders} sent {}",
+            sent[i].0
+        );
+        assert!(orders["p50_ms"].as_f64().is_some());
+        let err = rs
+            .iter()
+            .find(|r| r["route"].as_str().unwrap_or("").ends_with("error"));
+        assert!(
+            err.is_some_and(|r| r["errors"].as_f64().unwrap_or(0.0) >= 1.0),
+            "no 5xx for {}: {routes}",
+            app.name
+        );
+        let traces = api_get(
+            api,
+            &token,
+            &format!("/api/v1/traces?project=lab&service={}&error=true", app.name),
+        );
+        assert!(
+            !traces["traces"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .is_empty(),
             "no error trace for {}: {traces}",
             app.name
         );
@@ -190,10 +266,43 @@ fn real_agents_are_accepted_and_answered() {
             .as_array()
             .into_iter()
             .flatten()
-            .find(|g| g["services"].as_array().is_some_and(|s| s.iter().any(|x| x == app.name.as_str())))
+            .find(|g| {
+                g["services"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|x| x == app.name.as_str()))
+            })
             .unwrap_or_else(|| panic!("no error group for {}: {errors}", app.name));
-        let d = api_get(api, &token, &format!("/api/v1/errors/{}?project=lab", g["id"].as_str().unwrap()));
-        assert!(d["stack_trace"].as_str().unwrap_or("").contains(fixture_handler), "{d}");
+        let d = api_get(
+            api,
+            &token,
+            &format!("/api/v1/errors/{}?project=lab", g["id"].as_str().unwrap()),
+        );
+        assert!(
+            d["stack_trace"].as_str().unwrap_or("").contains(fixture_handler),
+            "{d}"
+        );
+    }
+    // runtime series: whatever each agent sends (the Java agent always sends jvm.*)
+    for (app, _, lang) in &running {
+        let rt = api_get(
+            api,
+            &token,
+            &format!("/api/v1/runtime?project=lab&service={}", app.name),
+        );
+        let names: Vec<&str> = rt["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        eprintln!(
+            "runtime series of {lang}: {} e.g. {:?}",
+            names.len(),
+            names.iter().take(8).collect::<Vec<_>>()
+        );
+        if *lang == "java" {
+            assert!(names.iter().any(|n| n.starts_with("jvm.")), "{rt}");
+        }
     }
     assert_eq!(stats["refused"]["auth"], 0, "{stats}");
     assert_eq!(stats["refused"]["malformed"], 0, "{stats}");

@@ -408,7 +408,10 @@ mod tests {
         let p50 = a.1.hist.quantile(0.5).unwrap();
         assert!((45.0..60.0).contains(&p50), "{p50}");
         let (k, v) = b.red.iter().find(|(k, _)| k.route == "/b").unwrap();
-        assert_eq!((k.method.as_str(), k.class.as_str(), v.count), ("POST", "5xx", 3.0));
+        assert_eq!(
+            (k.method.as_str(), k.class.as_str(), v.count),
+            ("POST", "5xx", 3.0)
+        );
         let p50 = v.hist.quantile(0.5).unwrap();
         assert!((5.0..=10.0).contains(&p50), "{p50}");
     }
