@@ -11,7 +11,7 @@
 #   bench/backend.sh            all three (the collector part needs the lab image)
 #   bench/backend.sh idle|ingest|query
 # Env: SPANS (200000), QUERY_SPANS (1000000), CONC (4), BATCH (600), N (100), IDLE (10),
-#      OBS_STACK (binary; default target/release/obs-stack).
+#      OBS_STACK (binary; default target/release/obs-stack), BUILD=0 to skip the cargo builds.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 what=${1:-all}
@@ -23,7 +23,9 @@ N=${N:-100}
 IDLE=${IDLE:-10}
 COLLECTOR_IMAGE=${COLLECTOR_IMAGE:-obs-lab/otelcol:0.159.0}
 bin=${OBS_STACK:-$repo/target/release/obs-stack}
-(cd "$repo" && cargo build --release --quiet && cargo build --release --quiet --example serve_bench)
+if [ "${BUILD:-1}" = 1 ]; then
+  (cd "$repo" && cargo build --release --quiet && cargo build --release --quiet --example serve_bench)
+fi
 load=$repo/target/release/examples/serve_bench
 work=$(mktemp -d)
 pids=()
