@@ -38,7 +38,7 @@ fn batch(seed: u64, n: usize) -> Vec<u8> {
         trace[..8].copy_from_slice(&t.to_be_bytes());
         trace[8..].copy_from_slice(&(t ^ 0xabcdef).to_be_bytes());
         let route = format!("/api/r{}/{{id}}", t % 20);
-        let status = if t % 50 == 0 { 500 } else { 200 };
+        let status = if t.is_multiple_of(50) { 500 } else { 200 };
         let dur = 2_000_000 + (t % 97) * 1_000_000;
         let root = t.to_be_bytes().to_vec();
         spans.push(Span {
@@ -193,7 +193,8 @@ async fn query(api: String, token: String, project: String, n: usize) {
         .flatten()
         .filter_map(|t| t["trace_id"].as_str().map(str::to_string))
         .collect();
-    let queries: Vec<(&str, Box<dyn Fn(usize) -> String>)> = vec![
+    type Query<'a> = (&'a str, Box<dyn Fn(usize) -> String + 'a>);
+    let queries: Vec<Query> = vec![
         (
             "services",
             Box::new(|_| format!("/api/v1/services?project={project}")),
