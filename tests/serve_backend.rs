@@ -699,3 +699,44 @@ async fn load_far_beyond_capacity_is_shed_under_the_memory_cap() {
     );
     assert!(peak < 96 << 20, "peak RSS {} MiB over the 96 MiB cap", peak >> 20);
 }
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_even_with_a_client_connected() {
+    let mut srv = Server::start(&[]).await;
+    let mut client = TraceServiceClient::connect(format!("http://127.0.0.1:{}", srv.grpc))
+        .await
+        .unwrap();
+    let mut req = tonic::Request::new(traces_req(
+        "term",
+        vec![server_span(tid(1), 1, "/t", 200, now_ns(), 1, None)],
+    ));
+    req.metadata_mut()
+        .insert("x-obs-stack-key", srv.key.parse().unwrap());
+    client.export(req).await.unwrap();
+    let mut child = srv.child.take().unwrap();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    drop(client);
+    srv.spawn().await;
+    let (code, _) = srv
+        .get(&format!("/api/v1/traces/{}?project=demo", hexid(tid(1))))
+        .await;
+    assert_eq!(code, 200);
+}

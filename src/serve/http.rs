@@ -373,4 +373,46 @@ mod tests {
         assert!(decode(Signal::Traces, Encoding::Json, b"{\"resourceSpans\":[{").is_err());
         assert!(decode(Signal::Traces, Encoding::Protobuf, &[0xff, 0xff, 0xff]).is_err());
     }
+
+    #[test]
+    fn exponential_and_old_semconv_histograms_in_json() {
+        let now_ms = crate::serve::store::now_ms();
+        let t = (now_ms as u64) * 1_000_000;
+        let body = format!(
+            r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"api"}}}}]}},
+            "scopeMetrics":[{{"metrics":[
+              {{"name":"http.server.request.duration","unit":"s","exponentialHistogram":{{"aggregationTemporality":1,
+                "dataPoints":[{{"attributes":[{{"key":"http.route","value":{{"stringValue":"/a"}}}},
+                  {{"key":"http.request.method","value":{{"stringValue":"GET"}}}},
+                  {{"key":"http.response.status_code","value":{{"intValue":"200"}}}}],
+                  "startTimeUnixNano":"{s}","timeUnixNano":"{t}","count":"6","sum":0.3,"scale":3,"zeroCount":"0",
+                  "positive":{{"offset":-35,"bucketCounts":["2","4"]}}}}]}}}},
+              {{"name":"http.server.duration","unit":"ms","histogram":{{"aggregationTemporality":1,
+                "dataPoints":[{{"attributes":[{{"key":"http.route","value":{{"stringValue":"/b"}}}},
+                  {{"key":"http.method","value":{{"stringValue":"POST"}}}},
+                  {{"key":"http.status_code","value":{{"intValue":503}}}}],
+                  "startTimeUnixNano":"{s}","timeUnixNano":"{t}","count":"3","sum":30,
+                  "bucketCounts":["0","3","0"],"explicitBounds":[5,10]}}]}}}}
+            ]}}]}}]}}"#,
+            s = t - 10_000_000_000
+        );
+        let Ok(Decoded::Metrics(r)) = decode(Signal::Metrics, Encoding::Json, body.as_bytes()) else {
+            panic!("decode")
+        };
+        let mut d = receive::Deriver::new(crate::serve::redact::Redactor::new(None).unwrap(), 86_400_000);
+        let b = receive::metrics(&mut d, "p", r, now_ms);
+        assert_eq!(b.n_points, 2);
+        let a = b.red.iter().find(|(k, _)| k.route == "/a").unwrap();
+        assert_eq!(a.1.count, 6.0);
+        // 2^(-35/8) s = 48 ms … 2^(-33/8) s = 57 ms
+        let p50 = a.1.hist.quantile(0.5).unwrap();
+        assert!((45.0..60.0).contains(&p50), "{p50}");
+        let (k, v) = b.red.iter().find(|(k, _)| k.route == "/b").unwrap();
+        assert_eq!(
+            (k.method.as_str(), k.class.as_str(), v.count),
+            ("POST", "5xx", 3.0)
+        );
+        let p50 = v.hist.quantile(0.5).unwrap();
+        assert!((5.0..=10.0).contains(&p50), "{p50}");
+    }
 }

@@ -84,6 +84,8 @@ pub struct Shared {
     pub token: String,
     pub config: Config,
     pub started: Instant,
+    /// Set once the receivers stopped: the writer finishes what is queued and exits.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -234,6 +236,7 @@ pub async fn run(config: Config) -> Result<()> {
         token,
         config: config.clone(),
         started: Instant::now(),
+        stopping: Default::default(),
     });
     shared.reload_keys();
     writer.enforce_retention(&shared.counters, store::now_ms())?;
@@ -290,8 +293,14 @@ pub async fn run(config: Config) -> Result<()> {
         let _ = a.await;
     })
     .await;
+    shared.stopping.store(true, Ordering::Relaxed);
     drop(shared);
-    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    // a client holding a connection open can outlive the grace period; the writer stops anyway
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || writer_thread.join()),
+    )
+    .await;
     Ok(())
 }
 
@@ -332,9 +341,12 @@ fn writer_loop(mut writer: store::Writer, rx: mpsc::Receiver<Job>, shared: Arc<S
     let weak = Arc::downgrade(&shared);
     drop(shared);
     loop {
-        let first = match rx.recv_timeout(Duration::from_secs(2)) {
+        let first = match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(j) => j,
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                if weak.upgrade().is_none_or(|s| s.stopping.load(Ordering::Relaxed)) {
+                    break;
+                }
                 if last_maintenance.elapsed() >= Duration::from_secs(10) {
                     let Some(shared) = weak.upgrade() else { break };
                     if let Err(e) = writer.enforce_retention(&shared.counters, store::now_ms()) {

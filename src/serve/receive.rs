@@ -334,7 +334,11 @@ pub fn traces(d: &mut Deriver, project: &str, mut req: ExportTraceServiceRequest
                             message: clip(&message, 1024),
                             stack: clip(stack, 16 * 1024),
                             service: res.service.clone(),
-                            route: (!route.is_empty()).then(|| route.clone()),
+                            route: if route.is_empty() {
+                                attr_str(&span.attributes, &["http.route"]).map(|r| clip(r, 200))
+                            } else {
+                                Some(route.clone())
+                            },
                             trace_id: Some(hex::encode(&span.trace_id)),
                             ts_ms: (ev.time_unix_nano / 1_000_000) as i64,
                         });
