@@ -4,7 +4,8 @@
 #   2. host tools the tests use (shellcheck, promtool, amtool, wrk),
 #   3. the registry-free base image (debootstrap + docker import),
 #   4. fixture apps, OpenTelemetry agents, the collector (ocb) and stack images — all cached,
-#   5. lint (rustfmt, clippy) and every test, with the Docker tests enabled.
+#   5. lint (rustfmt, clippy) and every test, with the Docker tests enabled,
+#   6. bounded fuzzing of the backend's OTLP decoding and error fingerprinting (nightly).
 # Safe to re-run: unchanged images are not rebuilt. OBS_STACK_SKIP_LINT=1 skips step 5's lint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,6 +60,7 @@ main() {
   fi
   export OBS_STACK_DOCKER_TESTS=1
   step "tests" cargo test --all-targets -- --test-threads="${OBS_STACK_TEST_THREADS:-2}"
+  step "fuzz (bounded)" tests/lab/fuzz.sh
   printf '\nlab: all steps passed in %ss\n' "$(( $(date +%s) - T0 ))" >&2
 }
 
