@@ -589,9 +589,14 @@ impl Catalog {
             mount: agent.mount.clone(),
             service_name: req.identity.service.clone(),
             endpoint: req.endpoint.to_string(),
-            sampler_arg,
+            sampler_arg: sampler_arg.clone(),
             metric_export_interval,
-            resource_attributes: req.identity.resource_attributes(req.profile.as_str()),
+            // The trace sampling ratio travels with the data, so a backend deriving RED from
+            // sampled spans (`obs-stack serve`) can correct the counts.
+            resource_attributes: format!(
+                "{},obs_stack.sampling_ratio={sampler_arg}",
+                req.identity.resource_attributes(req.profile.as_str())
+            ),
             python_abi: agent.python_abi.clone().unwrap_or_default(),
         };
         let mut extra = req.extra.clone();
@@ -716,7 +721,10 @@ mod tests {
         assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector:4318");
         assert_eq!(env["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
         assert_eq!(env["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
-        assert_eq!(env["OTEL_RESOURCE_ATTRIBUTES"], "deployment.environment.name=dev");
+        assert_eq!(
+            env["OTEL_RESOURCE_ATTRIBUTES"],
+            "deployment.environment.name=dev,obs_stack.sampling_ratio=1.0"
+        );
     }
 
     #[test]
@@ -730,7 +738,7 @@ mod tests {
         let env = env_at(&agents(), "node", Profile::Prod, &id, &BTreeMap::new());
         assert_eq!(
             env["OTEL_RESOURCE_ATTRIBUTES"],
-            "service.namespace=shop,deployment.environment.name=prod"
+            "service.namespace=shop,deployment.environment.name=prod,obs_stack.sampling_ratio=0.1"
         );
         assert_eq!(env["OTEL_SERVICE_NAME"], "orders");
         assert_eq!(env["OTEL_TRACES_SAMPLER_ARG"], "0.1");
@@ -799,7 +807,7 @@ mod tests {
         let env = agent_env(&agents(), "node", &existing);
         assert_eq!(
             env["OTEL_RESOURCE_ATTRIBUTES"],
-            "team=a,deployment.environment.name=dev"
+            "team=a,deployment.environment.name=dev,obs_stack.sampling_ratio=1.0"
         );
         let mut after = existing.clone();
         after.extend(env);

@@ -135,7 +135,10 @@ fn python_env_follows_operator_order_and_sets_only_unset_otel_vars() {
     assert_eq!(env["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf");
     assert_eq!(env["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
     assert_eq!(env["OTEL_TRACES_SAMPLER_ARG"], "1.0");
-    assert_eq!(env["OTEL_RESOURCE_ATTRIBUTES"], "deployment.environment.name=dev");
+    assert_eq!(
+        env["OTEL_RESOURCE_ATTRIBUTES"],
+        "deployment.environment.name=dev,obs_stack.sampling_ratio=1.0"
+    );
     // The image's own variables are untouched.
     assert_eq!(env["PYTHON_VERSION"], "3.11.2");
     assert_eq!(env["FLASK_APP"], "app.py");
@@ -255,7 +258,7 @@ fn compose_labels_stay_and_user_settings_win() {
     );
     assert_eq!(
         env["OTEL_RESOURCE_ATTRIBUTES"],
-        "service.namespace=shop,deployment.environment.name=dev"
+        "service.namespace=shop,deployment.environment.name=dev,obs_stack.sampling_ratio=1.0"
     );
     assert!(p.env.iter().all(|c| c.name != "OTEL_SERVICE_NAME"));
 }
