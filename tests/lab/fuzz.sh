@@ -13,13 +13,15 @@ fi
 export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
-cargo +nightly build --quiet --manifest-path fuzz/Cargo.toml --target-dir target/fuzz --bins
+# An explicit --target keeps the coverage flags off build scripts and proc macros (as cargo-fuzz does).
+HOST=$(rustc +nightly -vV | sed -n 's/^host: //p')
+cargo +nightly build --quiet --manifest-path fuzz/Cargo.toml --target-dir target/fuzz --target "$HOST" --bins
 for t in otlp_decode error_fingerprint; do
   mkdir -p "target/fuzz/corpus/$t"
   echo "[fuzz] $t for ${SECS}s" >&2
   log=$(mktemp)
   rc=0
-  "target/fuzz/debug/$t" -max_total_time="$SECS" -rss_limit_mb=2048 -print_final_stats=1 \
+  "target/fuzz/$HOST/debug/$t" -max_total_time="$SECS" -rss_limit_mb=2048 -print_final_stats=1 \
     "target/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   grep -E "^(stat::number_of_executed_units|SUMMARY)" "$log" >&2 || true
   if [ "$rc" -ne 0 ]; then
