@@ -30,23 +30,26 @@
 # Usage: bench/overhead.sh [APP...]
 #   APP: py-flask (Flask under gunicorn, 2 sync workers) py-django (gunicorn, 2 sync workers)
 #        py-fastapi (uvicorn) node-express node-nestjs java-springboot; default all six
-# Env: ROUNDS (7) DURATION (5s, each fixed-rate step) SAT_DURATION (3s) SAT_ROUNDS (=ROUNDS)
+# Env: ROUNDS (7) DURATION (5s, each fixed-rate step on /work) DURATION_LIGHT (=DURATION, on /orders/7)
+#      SAT_DURATION (3s) SAT_ROUNDS (=ROUNDS)
 #      LOAD (0.5) MAX_RATE (1500 req/s cap for the ~1 ms endpoint) CONNS (4)
 #      START_ROUNDS (3) WARMUP (5s; Java 20s) VARIANTS ("base dev prod operator")
-#      PROD0_REV (817528e) APP_CPUS (1) LOAD_CPUS (0) OBS_STACK (binary) RAW (file for raw rows)
+#      PROD0_REV (817528e) PROD0_APPS (apps that get prod0; default all) APP_CPUS (1) LOAD_CPUS (0) OBS_STACK (binary) RAW (file for raw rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 ROUNDS=${ROUNDS:-7}
 DURATION=${DURATION:-5s}
+DURATION_LIGHT=${DURATION_LIGHT:-$DURATION}
 SAT_DURATION=${SAT_DURATION:-3s}
 SAT_ROUNDS=${SAT_ROUNDS:-$ROUNDS}
 LOAD=${LOAD:-0.5}
 MAX_RATE=${MAX_RATE:-1500}
 CONNS=${CONNS:-4}
 START_ROUNDS=${START_ROUNDS:-3}
-VARIANTS=(${VARIANTS:-base dev prod operator})
+ALL_VARIANTS=(${VARIANTS:-base dev prod operator})
+PROD0_APPS=${PROD0_APPS:-}
 PROD0_REV=${PROD0_REV:-817528e}
 APP_CPUS=${APP_CPUS:-1}
 LOAD_CPUS=${LOAD_CPUS:-0}
@@ -99,8 +102,9 @@ wait_http() { # port path timeout_s
   done
 }
 cg() { echo "/sys/fs/cgroup/$1/docker/$(docker inspect -f '{{.Id}}' "$2")"; }
+declare -A CID  # container name → id, filled once the variants are up (saves a docker call per read)
 cpu_ns() { # CPU time used by container $1 (cgroup v1 cpuacct, or v2 cpu.stat), ns
-  local id; id=$(docker inspect -f '{{.Id}}' "$1")
+  local id=${CID[$1]:-}; [ -n "$id" ] || id=$(docker inspect -f '{{.Id}}' "$1")
   if [ -r /sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage ]; then
     cat /sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage
   elif [ -r /sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat ]; then
@@ -116,10 +120,10 @@ rss_mib() { # anonymous RSS of container $1's cgroup, MiB
   else echo NaN; fi
 }
 # Open-loop: vegeta at a constant rate → "p50_ms p99_ms cpu_ms_per_req success_ratio"
-fixed_rate() { # container url rate
+fixed_rate() { # container url rate duration
   local c0 c1 js
   c0=$(cpu_ns "$1")
-  js=$(echo "GET $2" | taskset -c "$LOAD_CPUS" "$VEGETA" attack -rate="$3/s" -duration="$DURATION" -timeout=5s \
+  js=$(echo "GET $2" | taskset -c "$LOAD_CPUS" "$VEGETA" attack -rate="$3/s" -duration="$4" -timeout=5s \
         | taskset -c "$LOAD_CPUS" "$VEGETA" report -type=json)
   c1=$(cpu_ns "$1")
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); l=r["latencies"]; n=max(r["requests"],1)
@@ -137,7 +141,7 @@ saturate() { # container url duration
 row() { printf '%s\n' "$*" | tr ' ' '\t' >>"$RAW"; }
 
 # The prod profile before the change under test (variant prod0).
-if printf '%s\n' "${VARIANTS[@]}" | grep -qx prod0; then
+if printf '%s\n' "${ALL_VARIANTS[@]}" | grep -qx prod0; then
   git show "$PROD0_REV:templates/agents.yaml" >"$WORK/tpl-prod0/agents.yaml"
 fi
 
@@ -180,11 +184,16 @@ flask_gunicorn_volume() {
 LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "obs-stack overhead benchmark — $(date -u +%FT%TZ), $(nproc) CPUs, load average at start: $LOADAVG0"
 echo "apps on CPU $APP_CPUS (cpuset, no quota); vegeta/wrk/collector on CPU $LOAD_CPUS; $ROUNDS rounds interleaved;" \
-  "fixed rate = $LOAD × base capacity for $DURATION per step; saturation: wrk -c$CONNS $SAT_DURATION × $SAT_ROUNDS rounds"
-echo "variants: ${VARIANTS[*]}$(printf '%s\n' "${VARIANTS[@]}" | grep -qx prod0 && echo " (prod0 = prod profile at $PROD0_REV)")"
+  "fixed rate = $LOAD × capacity, $DURATION per step on /work, $DURATION_LIGHT on /orders/7; saturation: wrk -c$CONNS $SAT_DURATION × $SAT_ROUNDS rounds"
+echo "variants: ${ALL_VARIANTS[*]}$(printf '%s\n' "${ALL_VARIANTS[@]}" | grep -qx prod0 && echo " (prod0 = the prod profile of agents.yaml at $PROD0_REV${PROD0_APPS:+, for $PROD0_APPS only})")"
 echo "obs-stack: $OBS_STACK ($(git rev-parse --short HEAD)$(git diff --quiet -- templates/agents.yaml || echo ', agents.yaml modified'))"
 
 for app in "${APPS[@]}"; do
+  VARIANTS=()
+  for v in "${ALL_VARIANTS[@]}"; do
+    [ $v = prod0 ] && [ -n "$PROD0_APPS" ] && ! [[ " $PROD0_APPS " == *" $app "* ]] && continue
+    VARIANTS+=("$v")
+  done
   image=obs-lab/fixture-$app:latest
   cmd=(); extra=(); warm=${WARMUP:-5s}
   case $app in
@@ -211,6 +220,7 @@ for app in "${APPS[@]}"; do
     env=(); [ $v = operator ] && env=("${opstyle[@]}")
     docker run -d --name $RUN-$app-$v "${common[@]}" "${env[@]}" "$image" "${cmd[@]}" >/dev/null
   done
+  pids=()
   for v in "${VARIANTS[@]}"; do
     case $v in
       base) continue ;;
@@ -219,14 +229,17 @@ for app in "${APPS[@]}"; do
       prod0) prof=prod; tpl=$WORK/tpl-prod0 ;;
     esac
     "$OBS_STACK" -q inject $RUN-$app-$v --profile $prof --templates "$tpl" --grace 1 --stop-timeout 1 >/dev/null \
-      || { echo "inject failed for $RUN-$app-$v" >&2; exit 1; }
+      || { echo "inject failed for $RUN-$app-$v" >&2; exit 1; } &
+    pids+=($!)
   done
+  for p in "${pids[@]}"; do wait "$p" || exit 1; done
   declare -A PORT
   for v in "${VARIANTS[@]}"; do
     PORT[$v]=$(port_of $RUN-$app-$v $cport)
     wait_http "${PORT[$v]}" /work 180
     # inject recreates the container: the cpuset must have survived it.
     [ "$(docker inspect -f '{{.HostConfig.CpusetCpus}}' $RUN-$app-$v)" = "$APP_CPUS" ] || { echo "cpuset lost on $v" >&2; exit 1; }
+    CID[$RUN-$app-$v]=$(docker inspect -f '{{.Id}}' $RUN-$app-$v)
   done
   for v in "${VARIANTS[@]}"; do  # warm-up (JIT, caches, the agent's lazy set-up)
     saturate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/work" "$warm" >/dev/null
@@ -252,9 +265,9 @@ for app in "${APPS[@]}"; do
   for r in $(seq "$ROUNDS"); do
     for i in $(seq 0 $((nv - 1))); do
       v=${VARIANTS[$(( (i + r - 1) % nv ))]}
-      read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/work" "$rate_w")
+      read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/work" "$rate_w" "$DURATION")
       row fixed "$app" /work "$v" "$r" "$a" "$b" "$c" "$d"
-      read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/orders/7" "$rate_o")
+      read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/orders/7" "$rate_o" "$DURATION_LIGHT")
       row fixed "$app" /orders/7 "$v" "$r" "$a" "$b" "$c" "$d"
       if [ "$r" -le "$SAT_ROUNDS" ]; then
         read -r a b < <(saturate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/work" "$SAT_DURATION")
@@ -315,5 +328,5 @@ EOF
 cat "$WORK/red.tsv" >>"$RAW"
 
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 "$ROOT/bench/overhead_report.py" "$RAW" "${VARIANTS[@]}"
+python3 "$ROOT/bench/overhead_report.py" "$RAW" "${ALL_VARIANTS[@]}"
 [ -z "${KEEP_RAW:-}" ] || cp "$RAW" "$KEEP_RAW"
