@@ -21,6 +21,7 @@
 #     variants are interleaved in ROUNDS rounds (order rotated each round), and every delta is
 #     the median of the per-round deltas against base in the same round, with [min–max].
 #     `!` marks a delta whose spread (max − min) is larger than the delta itself: noise.
+#   - idle CPU: ms of CPU per second with no traffic, all variants over the same IDLE window;
 #   - memory: anonymous RSS of the container's cgroup (memory.stat total_rss) after the rounds;
 #     start-up: `docker start` to the first 200 on /work, START_ROUNDS times, interleaved.
 #   - the collector receives everything (traces and logs to its debug exporter, metrics to a
@@ -33,7 +34,7 @@
 # Env: ROUNDS (7) DURATION (5s, each fixed-rate step on /work) DURATION_LIGHT (=DURATION, on /orders/7)
 #      SAT_DURATION (3s) SAT_ROUNDS (=ROUNDS)
 #      LOAD (0.5) MAX_RATE (1500 req/s cap for the ~1 ms endpoint) CONNS (4)
-#      START_ROUNDS (3) WARMUP (5s; Java 20s) VARIANTS ("base dev prod operator")
+#      START_ROUNDS (3) IDLE (10s, idle CPU window) WARMUP (5s; Java 20s) VARIANTS ("base dev prod operator")
 #      PROD0_REV (817528e) PROD0_APPS (apps that get prod0; default all) APP_CPUS (1) LOAD_CPUS (0) OBS_STACK (binary) RAW (file for raw rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,7 @@ LOAD=${LOAD:-0.5}
 MAX_RATE=${MAX_RATE:-1500}
 CONNS=${CONNS:-4}
 START_ROUNDS=${START_ROUNDS:-3}
+IDLE=${IDLE:-10s}
 ALL_VARIANTS=(${VARIANTS:-base dev prod operator})
 PROD0_APPS=${PROD0_APPS:-}
 PROD0_REV=${PROD0_REV:-817528e}
@@ -276,7 +278,15 @@ for app in "${APPS[@]}"; do
     done
     echo "  $app round $r/$ROUNDS done (load average $(cut -d' ' -f1 /proc/loadavg))" >&2
   done
-  for v in "${VARIANTS[@]}"; do row rss "$app" - "$v" 0 "$(rss_mib $RUN-$app-$v)"; done
+  # Idle: CPU the variants burn with no request at all (timers, exporters), all at once over IDLE.
+  declare -A I0
+  for v in "${VARIANTS[@]}"; do I0[$v]=$(cpu_ns $RUN-$app-$v); done
+  sleep "$(secs "$IDLE")"
+  for v in "${VARIANTS[@]}"; do
+    idle=$(awk -v a="${I0[$v]}" -v b="$(cpu_ns $RUN-$app-$v)" -v t="$(secs "$IDLE")" 'BEGIN {printf "%.3f", (b-a)/1e6/t}')
+    row rss "$app" - "$v" 0 "$(rss_mib $RUN-$app-$v)" "$idle"
+  done
+  unset I0
   # Start-up: docker start → first 200 on /work, interleaved.
   for r in $(seq "$START_ROUNDS"); do
     for v in "${VARIANTS[@]}"; do

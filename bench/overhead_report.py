@@ -12,6 +12,7 @@ raw, variants = sys.argv[1], sys.argv[2:]
 fixed = defaultdict(dict)  # (app, ep, v) -> {round: (p50, p99, cpu, ok)}
 sat = defaultdict(dict)  # (app, v) -> {round: (rps, cpu)}
 rss = {}
+idle = {}
 start = defaultdict(list)
 meta = {}
 red = []
@@ -28,6 +29,7 @@ for line in open(raw):
         sat[(app, f[3])][int(f[4])] = tuple(float(x) for x in f[5:7])
     elif kind == "rss":
         rss[(app, f[3])] = float(f[5]) if f[5] != "NaN" else float("nan")
+        idle[(app, f[3])] = float(f[6]) if len(f) > 6 else float("nan")
     elif kind == "start":
         start[(app, f[3])].append(float(f[5]))
     elif kind == "red":
@@ -97,13 +99,24 @@ for app in apps:
         print("   %-9s %-26s Δ %-26s CPU %-24s Δ %s" % (
             v, fig([x[0] for x in vals], "%.1f"), drps, fig([x[1] for x in vals], "%.3f"), dcpu))
         summary.setdefault((app, v), {})["sat"] = (mrps, drps)
-    print("   memory (anonymous RSS after the rounds) and start-up (docker start → first 200)")
+    print("   memory (anonymous RSS after the rounds), idle CPU (no traffic) and start-up (docker start → first 200)")
     for v in variants:
+        if (app, v) not in rss:
+            continue
         r, b = rss.get((app, v), float("nan")), rss.get((app, "base"), float("nan"))
         st, sb = start.get((app, v), []), start.get((app, "base"), [])
-        print("   %-9s RSS %7.1f MiB (%+.1f)   start %-28s (%+.0f ms)" % (
-            v, r, r - b, fig(st, "%.0f"), med(st) - med(sb) if st and sb else float("nan")))
-        summary.setdefault((app, v), {})["mem"] = (r - b, (med(st) - med(sb)) if st and sb else float("nan"))
+        print("   %-9s RSS %7.1f MiB (%+.1f)   idle CPU %7.3f ms/s   start %-28s (%+.0f ms)" % (
+            v, r, r - b, idle.get((app, v), float("nan")), fig(st, "%.0f"), med(st) - med(sb) if st and sb else float("nan")))
+        summary.setdefault((app, v), {})["mem"] = (r - b, (med(st) - med(sb)) if st and sb else float("nan"),
+                                                   idle.get((app, v), float("nan")))
+    if (app, "/work", "prod0") in fixed:
+        print("   before/after: prod (this checkout) against prod0 (the previous prod profile), per-round deltas")
+        for ep in ("/work", "/orders/7"):
+            a, b = fixed[(app, ep, "prod")], fixed[(app, ep, "prod0")]
+            print("   %-9s p50 %s  p99 %s  CPU/req %s" % (
+                ep, dfig(deltas(a, b, 0))[0], dfig(deltas(a, b, 1))[0], dfig(deltas(a, b, 2))[0]))
+        a, b = sat.get((app, "prod"), {}), sat.get((app, "prod0"), {})
+        print("   %-9s req/s %s  CPU/req %s" % ("saturated", dfig(deltas(a, b, 0))[0], dfig(deltas(a, b, 1))[0]))
 
 print()
 print("## RED metrics at the collector (http.server.request.duration: routes, requests in the largest export)")
@@ -127,19 +140,22 @@ for app in apps:
 print()
 print("## Markdown (README): medians of per-round deltas vs base; ! = spread larger than the effect")
 print()
-print("| app | variant | /work p50 | /work p99 | /work CPU/req | /orders p50 | /orders CPU/req | saturation req/s | RSS | start |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| app | variant | /work p50 | /work p99 | /work CPU/req | /orders p50 | /orders CPU/req | saturation req/s | RSS | idle CPU | start |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for app in apps:
     for v in variants:
         if v == "base":
             continue
         s = summary.get((app, v), {})
+        if not s:
+            continue
         w, o = s.get("/work"), s.get("/orders/7")
         sr, mem = s.get("sat"), s.get("mem")
 
         def short(d):
             return d.split(" ")[0] + ("!" if d.endswith("!") else "") if d else "-"
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             app, v, short(w[3]) if w else "-", short(w[4]) if w else "-", short(w[5]) if w else "-",
             short(o[3]) if o else "-", short(o[5]) if o else "-", short(sr[1]) if sr else "-",
-            "%+.0f MiB" % mem[0] if mem else "-", "%+.0f ms" % mem[1] if mem else "-"))
+            "%+.0f MiB" % mem[0] if mem else "-", "%.2f ms/s" % mem[2] if mem else "-",
+            "%+.0f ms" % mem[1] if mem else "-"))
