@@ -31,25 +31,25 @@
 # Usage: bench/overhead.sh [APP...]
 #   APP: py-flask (Flask under gunicorn, 2 sync workers) py-django (gunicorn, 2 sync workers)
 #        py-fastapi (uvicorn) node-express node-nestjs java-springboot; default all six
-# Env: ROUNDS (7) DURATION (5s, each fixed-rate step on /work) DURATION_LIGHT (=DURATION, on /orders/7)
-#      SAT_DURATION (3s) SAT_ROUNDS (=ROUNDS)
+# Env: ROUNDS (7) DURATION (3s, each fixed-rate step on /work) DURATION_LIGHT (2s, on /orders/7)
+#      SAT_DURATION (2s) SAT_ROUNDS (3)
 #      LOAD (0.5) MAX_RATE (1500 req/s cap for the ~1 ms endpoint) CONNS (4)
-#      START_ROUNDS (3) IDLE (10s, idle CPU window) WARMUP (5s; Java 20s) VARIANTS ("base dev prod operator")
+#      START_ROUNDS (2) IDLE (5s, idle CPU window) WARMUP (3s) JAVA_WARMUP (15s) VARIANTS ("base dev prod operator")
 #      PROD0_REV (817528e) PROD0_APPS (apps that get prod0; default all) APP_CPUS (1) LOAD_CPUS (0) OBS_STACK (binary) RAW (file for raw rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 ROUNDS=${ROUNDS:-7}
-DURATION=${DURATION:-5s}
-DURATION_LIGHT=${DURATION_LIGHT:-$DURATION}
-SAT_DURATION=${SAT_DURATION:-3s}
-SAT_ROUNDS=${SAT_ROUNDS:-$ROUNDS}
+DURATION=${DURATION:-3s}
+DURATION_LIGHT=${DURATION_LIGHT:-2s}
+SAT_DURATION=${SAT_DURATION:-2s}
+SAT_ROUNDS=${SAT_ROUNDS:-3}
 LOAD=${LOAD:-0.5}
 MAX_RATE=${MAX_RATE:-1500}
 CONNS=${CONNS:-4}
-START_ROUNDS=${START_ROUNDS:-3}
-IDLE=${IDLE:-10s}
+START_ROUNDS=${START_ROUNDS:-2}
+IDLE=${IDLE:-5s}
 ALL_VARIANTS=(${VARIANTS:-base dev prod operator})
 PROD0_APPS=${PROD0_APPS:-}
 PROD0_REV=${PROD0_REV:-817528e}
@@ -197,7 +197,7 @@ for app in "${APPS[@]}"; do
     VARIANTS+=("$v")
   done
   image=obs-lab/fixture-$app:latest
-  cmd=(); extra=(); warm=${WARMUP:-5s}
+  cmd=(); extra=(); warm=${WARMUP:-3s}
   case $app in
     py-flask)
       cport=5000; rt=python; label="Flask 3.0 under gunicorn 22 (2 sync workers)"
@@ -208,7 +208,7 @@ for app in "${APPS[@]}"; do
     py-fastapi) cport=8000; rt=python; label="FastAPI 0.110 under uvicorn 0.29 (1 worker)" ;;
     node-express) cport=3000; rt=node; label="Express 4.19 on Node 20" ;;
     node-nestjs) cport=3000; rt=node; label="NestJS 10.3 (platform-express) on Node 20" ;;
-    java-springboot) cport=8080; rt=java; label="Spring Boot 3.2 (Tomcat) on Java 17"; warm=${WARMUP:-20s} ;;
+    java-springboot) cport=8080; rt=java; label="Spring Boot 3.2 (Tomcat) on Java 17"; warm=${JAVA_WARMUP:-15s} ;;
     *) echo "unknown app $app" >&2; exit 2 ;;
   esac
   common=(--label $LABEL --network $NET --cpuset-cpus "$APP_CPUS" -p 127.0.0.1::$cport "${extra[@]}")
