@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Superseded for overhead figures by bench/overhead.sh (open-loop, cpuset-pinned, interleaved
+# rounds with spreads, six apps, dev/prod/Operator-style); kept for the inject-to-first-200 timing.
 # Cost of `obs-stack inject`, measured side by side in one run on this machine:
 #   base      the app as it is (not instrumented)
 #   prod      obs-stack inject --profile prod (10% sampling, noisy instrumentations off)
