@@ -883,3 +883,59 @@ fn template_overlay_replaces_embedded_files_and_strict_undefined_catches_typos()
         "{out}"
     );
 }
+
+/// A port the user's own containers publish is not the stack's: init moves the stack off it
+/// (as `doctor` says it will), even when the last run had chosen it.
+#[test]
+fn cli_moves_off_a_port_the_users_app_publishes() {
+    if !common::docker_tests_enabled("cli_moves_off_a_port_the_users_app_publishes") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let project = common::unique_name("obsports").replace(['-', '.'], "");
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!(
+            "services:\n  web:\n    image: obs-lab/base:bookworm\n    command: [\"sleep\", \"300\"]\n    \
+             ports: [\"127.0.0.1:{port}:80\"]\n"
+        ),
+    )
+    .unwrap();
+    let up = Command::new("docker-compose")
+        .current_dir(dir.path())
+        .args(["-p", &project, "up", "-d"])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    // The last run had put Prometheus on that port (free then).
+    std::fs::create_dir_all(dir.path().join(".obs-stack")).unwrap();
+    std::fs::write(
+        dir.path().join(".obs-stack/manifest.json"),
+        format!(r#"{{"version":1,"generator":"test","files":{{}},"ports":{{"prometheus":{port}}}}}"#),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_obs-stack"))
+        .envs(common::lab_agent_env())
+        .env("COMPOSE_PROJECT_NAME", &project)
+        .current_dir(dir.path())
+        .args(["--json", "init", "--assume", "web=none"])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker-compose")
+        .current_dir(dir.path())
+        .args(["-p", &project, "down", "-t", "0"])
+        .output();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let chosen = report["ports"]["prometheus"].as_u64().unwrap();
+    assert_ne!(
+        chosen,
+        u64::from(port),
+        "the stack kept a port the user's app publishes"
+    );
+}
