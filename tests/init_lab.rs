@@ -109,6 +109,20 @@ impl Drop for Project {
                 let _ = docker(&["network", "rm", id]);
             }
         }
+        // The two projects hold each other's networks (the collector joins the app's network,
+        // the apps join the stack's): whichever goes down first cannot remove its network, so
+        // both are removed by label here, by the project taken down last as well.
+        for p in [
+            self.name.clone(),
+            self.name.trim_end_matches("-obs").to_string(),
+            format!("{}-obs", self.name),
+        ] {
+            let label = format!("label=com.docker.compose.project={p}");
+            let nets = docker(&["network", "ls", "-q", "--filter", &label]);
+            for id in String::from_utf8_lossy(&nets.stdout).split_whitespace() {
+                let _ = docker(&["network", "rm", id]);
+            }
+        }
         let vols = docker(&["volume", "ls", "--format", "{{.Name}}"]);
         for v in String::from_utf8_lossy(&vols.stdout).lines() {
             if v.starts_with(&format!("{}_", self.name)) {
