@@ -34,7 +34,9 @@ wait_for() { # pid log: waits for a background step and shows its log
 
 clean_stale() { # leftovers of an earlier run that was killed before its guards ran
   docker ps -aq --filter "label=io.obs-stack.test" | xargs -r docker rm -f -v >/dev/null
-  { docker network ls -q --filter "label=io.obs-stack.test"; docker network ls -q --filter "name=^obs-test-"; } \
+  # compose networks of the lab's test projects (obsinit*, obsj*, obsup*, obsports*) too
+  { docker network ls -q --filter "label=io.obs-stack.test"; docker network ls -q --filter "name=^obs-test-"
+    docker network ls --format '{{.ID}} {{.Name}}' | awk '$2 ~ /^obs(init|j|up|ports)[0-9a-z]*[-_]/ {print $1}'; } \
     | sort -u | xargs -r docker network rm >/dev/null 2>&1
   return 0
 }
