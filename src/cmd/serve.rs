@@ -188,8 +188,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<Outcome> {
                 max_size: a.max_size.min(i64::MAX as u64) as i64,
                 max_memory: a.max_memory,
             };
-            if config.max_memory < (64 << 20) {
-                anyhow::bail!("--max-memory must be at least 64MiB");
+            if config.max_memory < (80 << 20) {
+                anyhow::bail!("--max-memory must be at least 80MiB");
             }
             serve::run(config).await?;
             Ok(Outcome::Success)

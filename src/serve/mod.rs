@@ -36,7 +36,7 @@ use store::Counters;
 /// Largest request body accepted, after decompression (OTLP/HTTP and gRPC).
 pub const MAX_BODY: usize = 16 << 20;
 /// Memory the process needs besides ingest buffers (runtime, SQLite caches, API).
-const BASE_MEMORY: u64 = 48 << 20;
+const BASE_MEMORY: u64 = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct Config {
