@@ -35,7 +35,7 @@
 #      SAT_DURATION (2s) SAT_ROUNDS (3)
 #      LOAD (0.5) MAX_RATE (1500 req/s cap for the ~1 ms endpoint) CONNS (4)
 #      START_ROUNDS (2) IDLE (5s, idle CPU window) WARMUP (3s) JAVA_WARMUP (15s) VARIANTS ("base dev prod operator")
-#      PROD0_REV (817528e) PROD0_APPS (apps that get prod0; default all) APP_CPUS (1) LOAD_CPUS (0) OBS_STACK (binary) RAW (file for raw rows)
+#      PROD0_REV (86dbfd6) PROD0_APPS (apps that get prod0; default all) APP_CPUS (1) LOAD_CPUS (0) OBS_STACK (binary) RAW (file for raw rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -52,7 +52,7 @@ START_ROUNDS=${START_ROUNDS:-2}
 IDLE=${IDLE:-5s}
 ALL_VARIANTS=(${VARIANTS:-base dev prod operator})
 PROD0_APPS=${PROD0_APPS:-}
-PROD0_REV=${PROD0_REV:-817528e}
+PROD0_REV=${PROD0_REV:-86dbfd6}
 APP_CPUS=${APP_CPUS:-1}
 LOAD_CPUS=${LOAD_CPUS:-0}
 OBS_STACK=${OBS_STACK:-}

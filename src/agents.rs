@@ -840,7 +840,7 @@ mod tests {
         let env = agent_env(&a, "node", &existing);
         assert_eq!(
             env["NODE_OPTIONS"],
-            "--max-old-space-size=256 --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js"
+            "--max-old-space-size=256 --require /otel-auto-instrumentation-nodejs/obs-stack-guard/register.js"
         );
         assert!(!env.contains_key("OTEL_TRACES_SAMPLER"), "user's sampler is kept");
         assert_eq!(
@@ -862,5 +862,31 @@ mod tests {
         let dev = env_at(&c, "python", Profile::Dev, &web(), &BTreeMap::new());
         assert!(prod.contains_key("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"));
         assert!(!dev.contains_key("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"));
+    }
+
+    #[test]
+    fn prod_turns_layer_spans_off_through_obs_stacks_hooks() {
+        let c = agents();
+        for rt in ["python", "node"] {
+            let prod = env_at(&c, rt, Profile::Prod, &web(), &BTreeMap::new());
+            let dev = env_at(&c, rt, Profile::Dev, &web(), &BTreeMap::new());
+            assert_eq!(prod["OBS_STACK_LAYER_SPANS"], "off", "{rt}");
+            assert!(!dev.contains_key("OBS_STACK_LAYER_SPANS"), "{rt}");
+        }
+        // A user's own choice wins.
+        let mine = BTreeMap::from([("OBS_STACK_LAYER_SPANS".to_string(), "on".to_string())]);
+        let prod = env_at(&c, "node", Profile::Prod, &web(), &mine);
+        assert!(!prod.contains_key("OBS_STACK_LAYER_SPANS"), "unchanged: {prod:?}");
+        // Node.js loads obs-stack's hook (which runs the image's own entry point) ...
+        let node = env_at(&c, "node", Profile::Dev, &web(), &BTreeMap::new());
+        assert_eq!(
+            node["NODE_OPTIONS"],
+            "--require /otel-auto-instrumentation-nodejs/obs-stack-guard/register.js"
+        );
+        // ... which the volume gets, next to the Python guard.
+        assert_eq!(crate::inject::agent_hook("node").unwrap().0, "register.js");
+        assert!(crate::inject::NODE_HOOK.contains("autoinstrumentation.js"));
+        assert_eq!(crate::inject::agent_hook("python").unwrap().0, "sitecustomize.py");
+        assert!(crate::inject::agent_hook("java").is_none());
     }
 }

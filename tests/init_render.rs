@@ -269,7 +269,9 @@ fn app_overrides_carry_the_agent_env() {
     let api = &s["api"];
     assert_eq!(
         api["environment"]["NODE_OPTIONS"].as_str(),
-        Some("--max-old-space-size=256 --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js")
+        Some(
+            "--max-old-space-size=256 --require /otel-auto-instrumentation-nodejs/obs-stack-guard/register.js"
+        )
     );
     let nets: Vec<&str> = api["networks"]
         .as_sequence()

@@ -111,10 +111,12 @@ fn attr_str(attrs: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// (http.route of SERVER spans, metric names) seen for `service`.
-fn telemetry_for(lines: &[Value], service: &str) -> (Vec<String>, Vec<String>) {
+/// (http.route of SERVER spans, metric names, names of INTERNAL spans: framework layers nested
+/// in a request) seen for `service`.
+fn telemetry_for(lines: &[Value], service: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     let mut routes = Vec::new();
     let mut metrics = Vec::new();
+    let mut nested = Vec::new();
     for l in lines {
         for rs in l["resourceSpans"].as_array().into_iter().flatten() {
             if attr_str(&rs["resource"]["attributes"], "service.name").as_deref() != Some(service) {
@@ -126,6 +128,9 @@ fn telemetry_for(lines: &[Value], service: &str) -> (Vec<String>, Vec<String>) {
                         && let Some(r) = attr_str(&sp["attributes"], "http.route")
                     {
                         routes.push(r);
+                    }
+                    if sp["kind"] == 1 {
+                        nested.push(sp["name"].as_str().unwrap_or_default().to_string());
                     }
                 }
             }
@@ -143,7 +148,7 @@ fn telemetry_for(lines: &[Value], service: &str) -> (Vec<String>, Vec<String>) {
             }
         }
     }
-    (routes, metrics)
+    (routes, metrics, nested)
 }
 
 fn inspect_json(name: &str) -> Value {
@@ -252,8 +257,28 @@ fn port_of(name: &str, container_port: u16) -> u16 {
 }
 
 /// Inject a fixture, prove its telemetry reaches the collector, revert, prove it is the original.
+/// What a round trip checks about the INTERNAL spans of framework layers (Express middleware and
+/// handlers, FastAPI's ASGI send/receive) when every trace is sampled.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Layers {
+    /// Not checked.
+    Unchecked,
+    /// The default profile: the agent's own layer spans are there.
+    Present,
+    /// `--profile prod` (OBS_STACK_LAYER_SPANS=off): none, while route and metrics stay.
+    Absent,
+}
+
 fn framework_round_trip(fixture: &str, port: u16, extra: &[&str]) {
-    if !docker_tests_enabled(&format!("inject_{fixture}")) {
+    framework_round_trip_with(fixture, port, extra, &[], Layers::Unchecked)
+}
+
+fn framework_round_trip_with(fixture: &str, port: u16, extra: &[&str], inject_args: &[&str], layers: Layers) {
+    let test = match layers {
+        Layers::Absent => format!("inject_{fixture}_prod"),
+        _ => format!("inject_{fixture}"),
+    };
+    if !docker_tests_enabled(&test) {
         return;
     }
     let lab = Lab::new(fixture);
@@ -267,7 +292,9 @@ fn framework_round_trip(fixture: &str, port: u16, extra: &[&str]) {
     wait_http(app.host_port(port), "/", 90);
     let before = inspect_json(&app.name);
 
-    let out = lab.inject(&[&app.name, "--grace", "3"]);
+    let mut args = vec![app.name.as_str(), "--grace", "3"];
+    args.extend_from_slice(inject_args);
+    let out = lab.inject(&args);
     assert!(
         out.status.success(),
         "inject failed: {}\n{}",
@@ -286,20 +313,33 @@ fn framework_round_trip(fixture: &str, port: u16, extra: &[&str]) {
 
     let p = port_of(&app.name, port);
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (routes, metrics) = loop {
+    let (routes, metrics, nested) = loop {
         for _ in 0..3 {
             let (code, _) = wait_http(p, "/orders/42", 60);
             assert_eq!(code, 200);
         }
-        let (routes, metrics) = telemetry_for(&lab.lines(), &app.name);
+        let (routes, metrics, nested) = telemetry_for(&lab.lines(), &app.name);
         let has_metric = metrics
             .iter()
             .any(|m| m == "http.server.request.duration" || m == "http.server.duration");
-        if (!routes.is_empty() && has_metric) || Instant::now() > deadline {
-            break (routes, metrics);
+        let layers_seen = layers != Layers::Present || !nested.is_empty();
+        if (!routes.is_empty() && has_metric && layers_seen) || Instant::now() > deadline {
+            break (routes, metrics, nested);
         }
         std::thread::sleep(Duration::from_secs(2));
     };
+    match layers {
+        Layers::Unchecked => {}
+        Layers::Present => assert!(
+            !nested.is_empty(),
+            "{fixture}: the default profile keeps the agent's layer spans, none seen"
+        ),
+        Layers::Absent => assert!(
+            nested.is_empty(),
+            "{fixture}: OBS_STACK_LAYER_SPANS=off still exports layer spans: {nested:?}\napp logs:\n{}",
+            app.logs()
+        ),
+    }
     assert!(
         // Parametrised, in the framework's own spelling ("/orders/<int:order_id>",
         // "orders/<int:order_id>" for Django, "/orders/{order_id}", "/orders/:id").
@@ -319,7 +359,9 @@ fn framework_round_trip(fixture: &str, port: u16, extra: &[&str]) {
     );
 
     // Running it again changes nothing.
-    let again = lab.inject(&[&app.name, "--grace", "1"]);
+    let mut args = vec![app.name.as_str(), "--grace", "1"];
+    args.extend_from_slice(inject_args);
+    let again = lab.inject(&args);
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("noop"), "{}", text(&again));
     assert_eq!(inspect_json(&app.name)["Id"], injected["Id"]);
@@ -346,14 +388,39 @@ fn django_gunicorn_round_trip() {
     framework_round_trip("py-django", 8000, &[]);
 }
 
+/// Every trace sampled, so the layer spans the agent makes (or not) all reach the collector.
+const ALL_TRACES: &[&str] = &["-e", "OTEL_TRACES_SAMPLER_ARG=1.0"];
+
 #[test]
 fn fastapi_round_trip() {
-    framework_round_trip("py-fastapi", 8000, &[]);
+    framework_round_trip_with("py-fastapi", 8000, ALL_TRACES, &[], Layers::Present);
+}
+
+#[test]
+fn fastapi_round_trip_prod_has_no_layer_spans() {
+    framework_round_trip_with(
+        "py-fastapi",
+        8000,
+        ALL_TRACES,
+        &["--profile", "prod"],
+        Layers::Absent,
+    );
 }
 
 #[test]
 fn express_round_trip() {
-    framework_round_trip("node-express", 3000, &[]);
+    framework_round_trip_with("node-express", 3000, ALL_TRACES, &[], Layers::Present);
+}
+
+#[test]
+fn express_round_trip_prod_has_no_layer_spans() {
+    framework_round_trip_with(
+        "node-express",
+        3000,
+        ALL_TRACES,
+        &["--profile", "prod"],
+        Layers::Absent,
+    );
 }
 
 #[test]

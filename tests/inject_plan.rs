@@ -226,7 +226,7 @@ fn read_only_root_tmpfs_user_and_entrypoint_are_kept_for_node() {
     let env = env_map(s);
     assert_eq!(
         env["NODE_OPTIONS"],
-        "--require /otel-auto-instrumentation-nodejs/autoinstrumentation.js"
+        "--require /otel-auto-instrumentation-nodejs/obs-stack-guard/register.js"
     );
     assert_eq!(
         env["OTEL_NODE_RESOURCE_DETECTORS"],
@@ -253,7 +253,7 @@ fn compose_labels_stay_and_user_settings_win() {
     );
     assert_eq!(
         env["NODE_OPTIONS"],
-        "--max-old-space-size=256 --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js",
+        "--max-old-space-size=256 --require /otel-auto-instrumentation-nodejs/obs-stack-guard/register.js",
         "appended, never replaced"
     );
     assert_eq!(
@@ -532,7 +532,7 @@ fn env_ops_are_idempotent() {
     assert!(second.is_empty(), "{second:?}");
     assert_eq!(
         env[0].1,
-        "--inspect --require /otel-auto-instrumentation-nodejs/autoinstrumentation.js"
+        "--inspect --require /otel-auto-instrumentation-nodejs/obs-stack-guard/register.js"
     );
 }
 

@@ -432,16 +432,17 @@ async fn regular_file(engine: &Engine, container: &str, path: &str) -> Result<bo
     }
 }
 
-/// `prepare_agent` with the payload extras obs-stack adds for the runtime (Python: the guarded
-/// sitecustomize). The one way both inject and init fill an agent volume.
+/// `prepare_agent` with the file obs-stack adds for the runtime (Python: the guarded
+/// sitecustomize; Node.js: its register hook). The one way both inject and init fill an agent
+/// volume.
 pub async fn prepare_agent_for(engine: &Engine, step: &AgentStep) -> Result<()> {
-    let guard = (step.runtime == "python").then_some(super::PYTHON_GUARD);
-    prepare_agent(engine, step, guard).await
+    prepare_agent(engine, step, super::agent_hook(&step.runtime)).await
 }
 
-/// Makes sure the agent volume holds the payload of `step.image` (plus obs-stack's Python guard
-/// and a marker naming the image ID): a one-shot init container copies it, like the Operator's.
-pub async fn prepare_agent(engine: &Engine, step: &AgentStep, guard: Option<&str>) -> Result<()> {
+/// Makes sure the agent volume holds the payload of `step.image` (plus obs-stack's hook file,
+/// `(name, text)`, and a marker naming the image ID): a one-shot init container copies it, like
+/// the Operator's.
+pub async fn prepare_agent(engine: &Engine, step: &AgentStep, guard: Option<(&str, &str)>) -> Result<()> {
     if !engine.image_exists(&step.image).await? {
         engine.pull(&step.image).await.map_err(|e| {
             anyhow::anyhow!(
@@ -453,10 +454,10 @@ pub async fn prepare_agent(engine: &Engine, step: &AgentStep, guard: Option<&str
         })?;
     }
     let image_id = engine.inspect_image(&step.image).await?.id.unwrap_or_default();
-    // The marker names what the volume holds: the image and, for Python, the guard version,
-    // so a newer obs-stack refreshes a volume an older one filled.
+    // The marker names what the volume holds: the image and the hook's version, so a newer
+    // obs-stack refreshes a volume an older one filled.
     let marker = match guard {
-        Some(g) => {
+        Some((_, g)) => {
             use sha2::Digest;
             let h = hex::encode(sha2::Sha256::digest(g.as_bytes()));
             format!("{image_id} guard:{}", &h[..16])
@@ -565,7 +566,7 @@ async fn create_init(engine: &Engine, step: &AgentStep, source: &str) -> Result<
 async fn fill_volume(
     engine: &Engine,
     step: &AgentStep,
-    guard: Option<&str>,
+    guard: Option<(&str, &str)>,
     init: &str,
     expected_marker: &str,
     attempt: u32,
@@ -595,8 +596,15 @@ async fn fill_volume(
                     );
                 }
                 engine.remove(init, false).await?;
-                engine.remove_volume(&step.volume).await?;
-                return Ok(false);
+                match engine.remove_volume(&step.volume).await {
+                    // Another obs-stack is refreshing the same volume right now (its init
+                    // container holds it): once more, reading the marker it leaves.
+                    Ok(())
+                    | Err(DockerError::Api {
+                        status: Some(409), ..
+                    }) => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Err(DockerError::Api {
@@ -641,12 +649,12 @@ async fn fill_volume(
             logs.trim()
         );
     }
-    if let (Some(dir), Some(text)) = (step.guard_dir.as_deref(), guard) {
-        let tar = tar_file(&format!("{dir}/sitecustomize.py"), text.as_bytes(), 0o644)?;
+    if let (Some(dir), Some((file, text))) = (step.guard_dir.as_deref(), guard) {
+        let tar = tar_file(&format!("{dir}/{file}"), text.as_bytes(), 0o644)?;
         engine
             .upload_archive(&init, INIT_MOUNT, tar)
             .await
-            .context("writing the Python guard")?;
+            .with_context(|| format!("writing obs-stack's {file} into the agent volume"))?;
     }
     let ok = regular_file(engine, &init, &check_path).await?;
     if !ok {

@@ -11,3 +11,15 @@ pub mod state;
 
 /// obs-stack's guarded `sitecustomize.py` for Python, written into the agent volume.
 pub const PYTHON_GUARD: &str = include_str!("../../compose/agents/python-guard/sitecustomize.py");
+/// obs-stack's `register.js` for Node.js (runs the image's entry point, leaner in prod).
+pub const NODE_HOOK: &str = include_str!("../../compose/agents/node-hook/register.js");
+
+/// The file obs-stack adds to a runtime's agent volume (under the runtime's `guard_dir`):
+/// (file name, contents).
+pub fn agent_hook(runtime: &str) -> Option<(&'static str, &'static str)> {
+    match runtime {
+        "python" => Some(("sitecustomize.py", PYTHON_GUARD)),
+        "node" => Some(("register.js", NODE_HOOK)),
+        _ => None,
+    }
+}

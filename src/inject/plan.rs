@@ -176,7 +176,7 @@ pub struct AgentStep {
     pub mount: String,
     /// Relative path that must exist in the volume after the copy.
     pub check_file: String,
-    /// Sub-directory of the volume receiving obs-stack's Python guard (Python only).
+    /// Sub-directory of the volume receiving obs-stack's hook file (Python, Node.js).
     pub guard_dir: Option<String>,
 }
 
@@ -447,7 +447,10 @@ pub fn agents_in_config(env: &[(String, String)], cmdline: &str) -> Vec<String> 
     if java.contains("elastic-apm-agent") {
         add("elastic");
     }
-    if node.contains("@opentelemetry/auto-instrumentations-node") || node.contains("autoinstrumentation.js") {
+    if node.contains("@opentelemetry/auto-instrumentations-node")
+        || node.contains("autoinstrumentation.js")
+        || node.contains("obs-stack-guard/register.js")
+    {
         add("opentelemetry");
     }
     if node.contains("dd-trace") {

@@ -130,6 +130,42 @@ def _chain_app_sitecustomize(guard, agent):
             return
 
 
+# OBS_STACK_LAYER_SPANS=off (the prod profile): options passed to the instrumentors the agent
+# loads, through the distro's documented hook (BaseDistro.load_instrumentor, "distros can
+# override this method to ... pass additional arguments"). FastAPI: no internal span for each
+# ASGI `http send` / `http receive` message (2-3 per request, costly even unsampled); Flask: no
+# SQL-commenter context attached per request. Server spans, their route and the HTTP metrics
+# are unchanged. Only options these instrumentors are known to read are listed.
+_LAYER_SPANS_OFF = {
+    "fastapi": {"exclude_spans": ["receive", "send"]},
+    "flask": {"enable_commenter": False},
+}
+
+
+def _layer_spans_off():
+    if os.environ.get("OBS_STACK_LAYER_SPANS", "").strip().lower() not in ("off", "false", "0", "no"):
+        return
+    try:
+        from opentelemetry.instrumentation import distro as _distro
+    except Exception as e:
+        _say("OBS_STACK_LAYER_SPANS=off not applied: " + repr(e))
+        return
+    original = getattr(_distro.BaseDistro, "load_instrumentor", None)
+    if original is None or getattr(original, "_obs_stack", False):
+        return
+
+    def load_instrumentor(self, entry_point, **kwargs):
+        extra = _LAYER_SPANS_OFF.get(getattr(entry_point, "name", ""))
+        if extra:
+            merged = dict(extra)
+            merged.update(kwargs)
+            kwargs = merged
+        return original(self, entry_point, **kwargs)
+
+    load_instrumentor._obs_stack = True
+    _distro.BaseDistro.load_instrumentor = load_instrumentor
+
+
 def _run():
     guard, agent = _paths()
     if os.environ.get("OBS_STACK_PYTHON_GUARD") == "disabled":
@@ -178,6 +214,8 @@ def _run():
         os.environ["OTEL_PYTHON_DJANGO_INSTRUMENT"] = "False"
     try:
         from opentelemetry.instrumentation import auto_instrumentation
+
+        _layer_spans_off()
 
         try:
             auto_instrumentation.initialize(swallow_exceptions=False)
