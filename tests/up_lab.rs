@@ -309,7 +309,12 @@ fn up_observes_a_project_and_down_restores_it() {
     }
     // The Go service: no agent, its HTTP check and container stats.
     let gateway = wait_for("the gateway's HTTP check", Duration::from_secs(60), || {
-        let s = json(&dir, &state, &["--json", "status", "gateway"]);
+        // Until the watcher's first check arrives the service does not exist yet (exit 2).
+        let o = obs(&dir, &state, &["--json", "status", "gateway"]);
+        if !o.status.success() {
+            return None;
+        }
+        let s: Value = serde_json::from_slice(&o.stdout).ok()?;
         let rt = s["services"][0]["runtime"].clone();
         let names: Vec<String> = rt
             .as_array()

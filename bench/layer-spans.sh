@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# What OBS_STACK_LAYER_SPANS=off (the prod profile's change) saves, per request, measured side by
+# side in one run: for Express (Node.js) and FastAPI (uvicorn), the same app with
+#   base   no agent
+#   prod0  the prod profile's agent settings with the framework's layer spans on (as before)
+#   prod   the same with OBS_STACK_LAYER_SPANS=off
+# Each round starts a FRESH app process per variant (an A/A difference between two long-lived
+# containers of the same config reached 9% in bench/overhead.sh), pinned to CPU APP_CPU, and
+# drives it with vegeta at a fixed RATE on /orders/7 (a light handler, so the agent's share is
+# visible) for DUR; CPU per request comes from the process's own utime+stime. Variants take
+# turns in ROUNDS rounds; the summary gives the median and [min–max] per variant and the share
+# of the agent's added CPU that `prod` removes. Telemetry goes to a real receiver (obs-stack
+# serve on 127.0.0.1, its own temporary data dir) with 10% of traces sampled.
+#
+# Runs on the host (node, python3 3.11, vegeta, taskset); the agents come from the lab images
+# (tests/lab/build-agents.sh), the hooks from this checkout (compose/agents/).
+# Usage: bench/layer-spans.sh [express|fastapi ...]   Env: ROUNDS (5) RATE_EXPRESS (1200)
+#        RATE_FASTAPI (500) DUR (10s) APP_CPU (1) LOAD_CPU (0) OBS_STACK (binary)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROUNDS=${ROUNDS:-5}
+DUR=${DUR:-10s}
+APP_CPU=${APP_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+OBS_STACK=${OBS_STACK:-}
+for b in target/release/obs-stack target/debug/obs-stack; do
+  [ -z "$OBS_STACK" ] && [ -x "$b" ] && OBS_STACK=$ROOT/$b
+done
+[ -x "${OBS_STACK:-}" ] || { echo "build obs-stack first (cargo build --release)" >&2; exit 2; }
+VEGETA=${VEGETA:-$(command -v vegeta || echo "$(go env GOPATH 2>/dev/null)/bin/vegeta")}
+[ -x "$VEGETA" ] || { echo "vegeta is required: go install github.com/tsenart/vegeta/v12@latest" >&2; exit 2; }
+for t in node python3 taskset curl docker; do
+  command -v $t >/dev/null || { echo "$t is required" >&2; exit 2; }
+done
+APPS=("$@")
+[ ${#APPS[@]} -gt 0 ] || APPS=(express fastapi)
+FIX=$ROOT/tests/fixtures/apps
+[ -d "$FIX/node-express/build/node_modules" ] && [ -d "$FIX/py-fastapi/build/site-packages" ] \
+  || { echo "fixture dependencies missing: run tests/lab/build-fixtures.sh first" >&2; exit 2; }
+
+WORK=$(mktemp -d)
+SERVE_PID=
+APP_PID=
+cleanup() {
+  [ -n "$APP_PID" ] && kill "$APP_PID" 2>/dev/null || true
+  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The agents, as the volumes hold them: the image's tree plus obs-stack's hook.
+extract() { # image dir
+  local id
+  id=$(docker create "$1" true)
+  mkdir -p "$2"
+  docker cp -L "$id:/autoinstrumentation/." "$2/" >/dev/null
+  docker rm "$id" >/dev/null
+  mkdir -p "$2/obs-stack-guard"
+}
+extract "${OBS_STACK_AGENT_IMAGE_NODE:-obs-lab/autoinstrumentation-nodejs:0.78.0}" "$WORK/node"
+cp compose/agents/node-hook/register.js "$WORK/node/obs-stack-guard/"
+extract "${OBS_STACK_AGENT_IMAGE_PYTHON:-obs-lab/autoinstrumentation-python:0.65b0}" "$WORK/python"
+cp compose/agents/python-guard/sitecustomize.py "$WORK/python/obs-stack-guard/"
+
+# The receiver.
+taskset -c "$LOAD_CPU" "$OBS_STACK" serve --data-dir "$WORK/serve" --otlp-http 127.0.0.1:14318 \
+  --otlp-grpc 127.0.0.1:14317 --api 127.0.0.1:14319 >"$WORK/serve.log" 2>&1 &
+SERVE_PID=$!
+for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:14319/healthz && break; sleep 0.2; done
+KEY=$(OBS_STACK_DATA_DIR=$WORK/serve "$OBS_STACK" serve project add bench 2>/dev/null | tail -1)
+
+# What inject's prod profile sets (templates/agents.yaml), apart from the hook paths.
+COMMON=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+  "OTEL_EXPORTER_OTLP_HEADERS=x-obs-stack-key=$KEY" OTEL_TRACES_EXPORTER=otlp OTEL_METRICS_EXPORTER=otlp
+  OTEL_LOGS_EXPORTER=none OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1
+  OTEL_METRIC_EXPORT_INTERVAL=60000 OTEL_SEMCONV_STABILITY_OPT_IN=http OTEL_METRICS_EXEMPLAR_FILTER=always_off)
+NODE_AGENT=(NODE_OPTIONS="--require $WORK/node/obs-stack-guard/register.js"
+  OTEL_NODE_RESOURCE_DETECTORS=env,host,os,process,serviceinstance,container
+  OTEL_NODE_DISABLED_INSTRUMENTATIONS=fs,dns,net,runtime-node,nestjs-core)
+PY_AGENT=(OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=otel,process,os OBS_STACK_PYTHON_AGENT=$WORK/python
+  OBS_STACK_PYTHON_ABI=3.11 OTEL_PYTHON_LOG_CORRELATION=false
+  OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=requests,urllib,urllib3,httpx,aiohttp-client,jinja2,threading,asyncio,logging,system_metrics)
+
+cpu_ticks() { # pid: utime+stime of the process and its children, in clock ticks
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14+$15}' /proc/$p/stat)))
+  done
+  echo $t
+}
+
+# run APP VARIANT: one fresh process, warm-up, a fixed-rate step; prints "cpu_ms_per_req p50_ms"
+run() {
+  local app=$1 v=$2 port rate dir env=() cmd=()
+  case $app in
+    express)
+      port=13000 rate=${RATE_EXPRESS:-1200} dir=$FIX/node-express/build
+      cp "$FIX/node-express/server.js" "$dir/server.js.bench"
+      cmd=(node server.js.bench)
+      env=(PORT=$port)
+      [ "$v" != base ] && env+=("${COMMON[@]}" "${NODE_AGENT[@]}" OTEL_SERVICE_NAME=express-$v) ;;
+    fastapi)
+      port=18000 rate=${RATE_FASTAPI:-500} dir=$FIX/py-fastapi
+      cmd=(python3 -m uvicorn main:app --host 127.0.0.1 --port $port --no-access-log)
+      if [ "$v" = base ]; then
+        env=(PYTHONPATH=$dir/build/site-packages)
+      else
+        env=("${COMMON[@]}" "${PY_AGENT[@]}" OTEL_SERVICE_NAME=fastapi-$v
+          PYTHONPATH=$WORK/python/obs-stack-guard:$dir/build/site-packages:$WORK/python)
+      fi ;;
+  esac
+  [ "$v" = prod ] && env+=(OBS_STACK_LAYER_SPANS=off)
+  (cd "$dir" && exec env "${env[@]}" taskset -c "$APP_CPU" "${cmd[@]}") >"$WORK/app.log" 2>&1 &
+  APP_PID=$!
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/orders/7" && break; sleep 0.1; done
+  local target="GET http://127.0.0.1:$port/orders/7"
+  echo "$target" | taskset -c "$LOAD_CPU" "$VEGETA" attack -rate="$rate" -duration=3s >/dev/null
+  local t0 t1
+  t0=$(cpu_ticks $APP_PID)
+  echo "$target" | taskset -c "$LOAD_CPU" "$VEGETA" attack -rate="$rate" -duration="$DUR" >"$WORK/res.bin"
+  t1=$(cpu_ticks $APP_PID)
+  kill $APP_PID 2>/dev/null; wait $APP_PID 2>/dev/null || true
+  APP_PID=
+  "$VEGETA" report -type=json <"$WORK/res.bin" | python3 -c '
+import json, sys
+r = json.load(sys.stdin); ticks = int(sys.argv[1]); hz = int(sys.argv[2])
+if r["success"] < 1: sys.exit("failed requests: %s" % r["success"])
+print("%.4f %.3f" % (ticks * 1000.0 / hz / r["requests"], r["latencies"]["50th"] / 1e6))' \
+    $((t1 - t0)) "$(getconf CLK_TCK)"
+}
+
+echo "obs-stack layer spans A/B — $(date -u +%FT%TZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "fresh process per variant and round, CPU $APP_CPU; vegeta on CPU $LOAD_CPU; $ROUNDS rounds of $DUR on /orders/7; 10% of traces sampled, exported to obs-stack serve"
+echo "obs-stack: $OBS_STACK ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+RAW=$WORK/raw
+for app in "${APPS[@]}"; do
+  for r in $(seq "$ROUNDS"); do
+    vs=(base prod0 prod)
+    # rotate the order each round
+    for i in 0 1 2; do
+      v=${vs[$(((i + r) % 3))]}
+      echo "$app $v $(run "$app" "$v")" >>"$RAW"
+    done
+    echo "  $app round $r/$ROUNDS done" >&2
+  done
+done
+python3 - "$RAW" <<'PY'
+import collections, statistics, sys
+cpu = collections.defaultdict(list); p50 = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    app, v, c, p = line.split()
+    cpu[(app, v)].append(float(c)); p50[(app, v)].append(float(p))
+apps = list(dict.fromkeys(a for a, _ in cpu))
+print("app      variant  CPU ms/req median [min–max]     p50 ms median")
+for app in apps:
+    for v in ("base", "prod0", "prod"):
+        c = cpu[(app, v)]
+        print("%-8s %-8s %.4f [%.4f–%.4f]        %.3f" % (app, v, statistics.median(c), min(c), max(c), statistics.median(p50[(app, v)])))
+    b, before, after = (statistics.median(cpu[(app, v)]) for v in ("base", "prod0", "prod"))
+    print("%-8s agent's added CPU per request: prod0 +%.4f ms, prod +%.4f ms → %.0f%% of it removed" % (
+        app, before - b, after - b, 100 * (1 - (after - b) / (before - b)) if before > b else 0))
+PY
