@@ -83,6 +83,14 @@ PY_AGENT=(OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=otel,process,os OBS_STACK_PYTHON_
   OBS_STACK_PYTHON_ABI=3.11 OTEL_PYTHON_LOG_CORRELATION=false
   OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=requests,urllib,urllib3,httpx,aiohttp-client,jinja2,threading,asyncio,logging,system_metrics)
 
+stop_app() { # SIGTERM, then SIGKILL after 5 s (a server may wait for its keep-alive clients)
+  kill "$APP_PID" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$APP_PID" 2>/dev/null || true
+  wait "$APP_PID" 2>/dev/null || true
+  APP_PID=
+}
+
 cpu_ticks() { # pid: utime+stime of the process and its children, in clock ticks
   local t=0 p
   for p in "$1" $(pgrep -P "$1" || true); do
@@ -121,8 +129,7 @@ run() {
   t0=$(cpu_ticks $APP_PID)
   echo "$target" | taskset -c "$LOAD_CPU" "$VEGETA" attack -rate="$rate" -duration="$DUR" >"$WORK/res.bin"
   t1=$(cpu_ticks $APP_PID)
-  kill $APP_PID 2>/dev/null; wait $APP_PID 2>/dev/null || true
-  APP_PID=
+  stop_app
   "$VEGETA" report -type=json <"$WORK/res.bin" | python3 -c '
 import json, sys
 r = json.load(sys.stdin); ticks = int(sys.argv[1]); hz = int(sys.argv[2])
@@ -146,6 +153,16 @@ for app in "${APPS[@]}"; do
     echo "  $app round $r/$ROUNDS done" >&2
   done
 done
+# The receiver saw every instrumented variant (spans or RED metrics), else the figures are void.
+sleep 2
+curl -sf -H "Authorization: Bearer $(cat "$WORK/serve/token")" "http://127.0.0.1:14319/api/v1/services?project=bench" >"$WORK/services.json" \
+  || { echo "obs-stack serve did not answer" >&2; exit 1; }
+for app in "${APPS[@]}"; do
+  for v in prod0 prod; do
+    grep -q "\"$app-$v\"" "$WORK/services.json" || { echo "no telemetry from $app-$v reached obs-stack serve" >&2; exit 1; }
+  done
+done
+echo "telemetry received from: $(python3 -c 'import json,sys; print(", ".join(sorted(s["name"] for s in json.load(open(sys.argv[1]))["services"])))' "$WORK/services.json" 2>/dev/null || echo '?')"
 python3 - "$RAW" <<'PY'
 import collections, statistics, sys
 cpu = collections.defaultdict(list); p50 = collections.defaultdict(list)
