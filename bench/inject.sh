@@ -22,13 +22,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-4}
 THREADS=${THREADS:-2}
-OBS_STACK=${OBS_STACK:-}
-if [ -z "$OBS_STACK" ]; then
-  for b in target/release/obs-stack target/debug/obs-stack; do
-    [ -x "$b" ] && OBS_STACK=$b && break
-  done
-fi
-[ -x "${OBS_STACK:-}" ] || { echo "build obs-stack first (cargo build)" >&2; exit 2; }
+. bench/lib.sh
+bench_obs_stack
 command -v wrk >/dev/null || { echo "wrk is required" >&2; exit 2; }
 APPS=("$@")
 [ ${#APPS[@]} -gt 0 ] || APPS=(py-django node-express)

@@ -23,13 +23,9 @@ ROUNDS=${ROUNDS:-5}
 DUR=${DUR:-10s}
 APP_CPU=${APP_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
-OBS_STACK=${OBS_STACK:-}
-for b in target/release/obs-stack target/debug/obs-stack; do
-  [ -z "$OBS_STACK" ] && [ -x "$b" ] && OBS_STACK=$ROOT/$b
-done
-[ -x "${OBS_STACK:-}" ] || { echo "build obs-stack first (cargo build --release)" >&2; exit 2; }
-VEGETA=${VEGETA:-$(command -v vegeta || echo "$(go env GOPATH 2>/dev/null)/bin/vegeta")}
-[ -x "$VEGETA" ] || { echo "vegeta is required: go install github.com/tsenart/vegeta/v12@latest" >&2; exit 2; }
+. bench/lib.sh
+bench_obs_stack
+bench_vegeta
 for t in node python3 taskset curl docker; do
   command -v $t >/dev/null || { echo "$t is required" >&2; exit 2; }
 done
@@ -104,10 +100,9 @@ run() {
   local app=$1 v=$2 port rate dir env=() cmd=()
   case $app in
     express)
-      port=13000 rate=${RATE_EXPRESS:-1200} dir=$FIX/node-express/build
-      cp "$FIX/node-express/server.js" "$dir/server.js.bench"
-      cmd=(node server.js.bench)
-      env=(PORT=$port)
+      port=13000 rate=${RATE_EXPRESS:-1200} dir=$FIX/node-express
+      cmd=(node server.js)
+      env=(PORT=$port NODE_PATH=$dir/build/node_modules)
       [ "$v" != base ] && env+=("${COMMON[@]}" "${NODE_AGENT[@]}" OTEL_SERVICE_NAME=express-$v) ;;
     fastapi)
       port=18000 rate=${RATE_FASTAPI:-500} dir=$FIX/py-fastapi

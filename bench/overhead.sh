@@ -55,15 +55,9 @@ PROD0_APPS=${PROD0_APPS:-}
 PROD0_REV=${PROD0_REV:-86dbfd6}
 APP_CPUS=${APP_CPUS:-1}
 LOAD_CPUS=${LOAD_CPUS:-0}
-OBS_STACK=${OBS_STACK:-}
-if [ -z "$OBS_STACK" ]; then
-  for b in target/release/obs-stack target/debug/obs-stack; do
-    [ -x "$b" ] && OBS_STACK=$ROOT/$b && break
-  done
-fi
-[ -x "${OBS_STACK:-}" ] || { echo "build obs-stack first (cargo build --release)" >&2; exit 2; }
-VEGETA=${VEGETA:-$(command -v vegeta || echo "$(go env GOPATH 2>/dev/null)/bin/vegeta")}
-[ -x "$VEGETA" ] || { echo "vegeta is required: go install github.com/tsenart/vegeta/v12@latest" >&2; exit 2; }
+. bench/lib.sh
+bench_obs_stack
+bench_vegeta
 command -v wrk >/dev/null || { echo "wrk is required" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "python3 is required (the summary)" >&2; exit 2; }
 APPS=("$@")

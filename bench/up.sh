@@ -10,13 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-20}
-OBS_STACK=${OBS_STACK:-}
-if [ -z "$OBS_STACK" ]; then
-  for b in target/release/obs-stack target/debug/obs-stack; do
-    [ -x "$b" ] && OBS_STACK=$PWD/$b && break
-  done
-fi
-[ -x "${OBS_STACK:-}" ] || { echo "build obs-stack first (cargo build --release)" >&2; exit 2; }
+. bench/lib.sh
+bench_obs_stack
 if docker inspect obs-stack >/dev/null 2>&1; then
   echo "a backend (container obs-stack) already runs: obs-stack down first" >&2
   exit 2
