@@ -3,6 +3,8 @@
 # run on this machine, for each app, with these variants (VARIANTS; each its own container,
 # started once):
 #   base      the app as it is (not instrumented)
+#   aa        (opt-in) the same as base, its own container: the A/A control. Its delta against
+#             base is what this run cannot tell from noise; deltas that size are not effects.
 #   dev       obs-stack inject --profile dev (every trace, every instrumentation)
 #   prod      obs-stack inject --profile prod (templates/agents.yaml of this checkout)
 #   prod0     (opt-in) the prod profile of PROD0_REV's agents.yaml: the before of a change
@@ -12,14 +14,21 @@
 # Method:
 #   - open-loop, constant-rate load (vegeta) at LOAD (0.5) × the base variant's capacity, measured
 #     at the start of the app's series with a closed-loop wrk pass: latency reflects the work
-#     added per request, not queueing behind a saturated server. Two endpoints: /work (~5 ms of
-#     CPU) and /orders/7 (a JSON handler, well under 1 ms of the app's own work).
+#     added per request, not queueing behind a saturated server. Two endpoints: /work?n=N (N
+#     rounds of an integer loop: the same CPU in every variant, N calibrated on base at the
+#     start so that a request costs ~WORK_MS (5) ms of CPU) and /orders/7 (a JSON handler, well
+#     under 1 ms of the app's own work). A fixed count, not the fixtures' default 5 ms of wall
+#     time: a wall-clock spin does less work when a request is preempted, so its CPU per request
+#     depends on how requests overlap rather than on the work the agent adds.
 #   - a saturation pass (wrk, closed loop, CONNS connections) for throughput.
 #   - CPU per request from the container's cgroup (cpuacct), in both passes.
 #   - app containers pinned to APP_CPUS (1) with --cpuset-cpus, no CPU quota; vegeta, wrk and
 #     the collector pinned to LOAD_CPUS (0). Only one variant is under load at a time; the
 #     variants are interleaved in ROUNDS rounds (order rotated each round), and every delta is
 #     the median of the per-round deltas against base in the same round, with [min–max].
+#     FRESH=1 restarts every container at the start of each round (a new process, new memory
+#     layout and hash seeds; then WARMUP again), so a per-process offset shows in the spread
+#     instead of biasing every round the same way.
 #     `!` marks a delta whose spread (max − min) is larger than the delta itself: noise.
 #   - idle CPU: ms of CPU per second with no traffic, all variants over the same IDLE window;
 #   - memory: anonymous RSS of the container's cgroup (memory.stat total_rss) after the rounds;
@@ -35,6 +44,7 @@
 #      SAT_DURATION (2s) SAT_ROUNDS (3)
 #      LOAD (0.5) MAX_RATE (1500 req/s cap for the ~1 ms endpoint) CONNS (4)
 #      START_ROUNDS (2) IDLE (5s, idle CPU window) WARMUP (3s) JAVA_WARMUP (15s) VARIANTS ("base dev prod operator")
+#      WORK_MS (5) FRESH (0)
 #      PROD0_REV (86dbfd6) PROD0_APPS (apps that get prod0; default all) APP_CPUS (1) LOAD_CPUS (0) OBS_STACK (binary) RAW (file for raw rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +64,8 @@ ALL_VARIANTS=(${VARIANTS:-base dev prod operator})
 PROD0_APPS=${PROD0_APPS:-}
 PROD0_REV=${PROD0_REV:-86dbfd6}
 APP_CPUS=${APP_CPUS:-1}
+WORK_MS=${WORK_MS:-5}
+FRESH=${FRESH:-0}
 LOAD_CPUS=${LOAD_CPUS:-0}
 . bench/lib.sh
 bench_obs_stack
@@ -181,6 +193,7 @@ LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "obs-stack overhead benchmark — $(date -u +%FT%TZ), $(nproc) CPUs, load average at start: $LOADAVG0"
 echo "apps on CPU $APP_CPUS (cpuset, no quota); vegeta/wrk/collector on CPU $LOAD_CPUS; $ROUNDS rounds interleaved;" \
   "fixed rate = $LOAD × capacity, $DURATION per step on /work, $DURATION_LIGHT on /orders/7; saturation: wrk -c$CONNS $SAT_DURATION × $SAT_ROUNDS rounds"
+echo "/work?n=N with N calibrated to ~$WORK_MS ms of CPU on base; $( [ "$FRESH" = 1 ] && echo 'every container restarted (+ warm-up) at the start of each round' || echo 'containers started once')"
 echo "variants: ${ALL_VARIANTS[*]}$(printf '%s\n' "${ALL_VARIANTS[@]}" | grep -qx prod0 && echo " (prod0 = the prod profile of agents.yaml at $PROD0_REV${PROD0_APPS:+, for $PROD0_APPS only})")"
 echo "obs-stack: $OBS_STACK ($(git rev-parse --short HEAD)$(git diff --quiet -- templates/agents.yaml || echo ', agents.yaml modified'))"
 
@@ -191,7 +204,7 @@ for app in "${APPS[@]}"; do
     VARIANTS+=("$v")
   done
   image=obs-lab/fixture-$app:latest
-  cmd=(); extra=(); warm=${WARMUP:-3s}
+  cmd=(); extra=(); warm=${WARMUP:-3s}; n0=50000
   case $app in
     py-flask)
       cport=5000; rt=python; label="Flask 3.0 under gunicorn 22 (2 sync workers)"
@@ -200,9 +213,9 @@ for app in "${APPS[@]}"; do
       cmd=(python3 -m gunicorn --workers 2 --bind 0.0.0.0:5000 app:app) ;;
     py-django) cport=8000; rt=python; label="Django 5.0 under gunicorn 22 (2 sync workers)" ;;
     py-fastapi) cport=8000; rt=python; label="FastAPI 0.110 under uvicorn 0.29 (1 worker)" ;;
-    node-express) cport=3000; rt=node; label="Express 4.19 on Node 20" ;;
-    node-nestjs) cport=3000; rt=node; label="NestJS 10.3 (platform-express) on Node 20" ;;
-    java-springboot) cport=8080; rt=java; label="Spring Boot 3.2 (Tomcat) on Java 17"; warm=${JAVA_WARMUP:-15s} ;;
+    node-express) n0=2000000; cport=3000; rt=node; label="Express 4.19 on Node 20" ;;
+    node-nestjs) n0=2000000; cport=3000; rt=node; label="NestJS 10.3 (platform-express) on Node 20" ;;
+    java-springboot) n0=2000000; cport=8080; rt=java; label="Spring Boot 3.2 (Tomcat) on Java 17"; warm=${JAVA_WARMUP:-15s} ;;
     *) echo "unknown app $app" >&2; exit 2 ;;
   esac
   common=(--label $LABEL --network $NET --cpuset-cpus "$APP_CPUS" -p 127.0.0.1::$cport "${extra[@]}")
@@ -219,7 +232,7 @@ for app in "${APPS[@]}"; do
   pids=()
   for v in "${VARIANTS[@]}"; do
     case $v in
-      base) continue ;;
+      base|aa) continue ;;
       dev|operator) prof=dev; tpl=$WORK/tpl-prod ;;
       prod) prof=prod; tpl=$WORK/tpl-prod ;;
       prod0) prof=prod; tpl=$WORK/tpl-prod0 ;;
@@ -237,12 +250,20 @@ for app in "${APPS[@]}"; do
     [ "$(docker inspect -f '{{.HostConfig.CpusetCpus}}' $RUN-$app-$v)" = "$APP_CPUS" ] || { echo "cpuset lost on $v" >&2; exit 1; }
     CID[$RUN-$app-$v]=$(docker inspect -f '{{.Id}}' $RUN-$app-$v)
   done
-  for v in "${VARIANTS[@]}"; do  # warm-up (JIT, caches, the agent's lazy set-up)
-    saturate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/work" "$warm" >/dev/null
-    saturate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/orders/7" 2s >/dev/null
-  done
+  work="/work?n=$n0"
+  warm_up() { # variant: JIT, caches, the agent's lazy set-up
+    saturate $RUN-$app-$1 "http://127.0.0.1:${PORT[$1]}$work" "$warm" >/dev/null
+    saturate $RUN-$app-$1 "http://127.0.0.1:${PORT[$1]}/orders/7" 2s >/dev/null
+  }
+  for v in "${VARIANTS[@]}"; do warm_up "$v"; done
+  # N for ~WORK_MS ms of CPU per /work request on base (one connection: no overlap).
+  CONNS_SAVED=$CONNS; CONNS=1
+  read -r _ cpu0 < <(saturate $RUN-$app-base "http://127.0.0.1:${PORT[base]}$work" "$SAT_DURATION")
+  CONNS=$CONNS_SAVED
+  n=$(awk -v n0="$n0" -v c="$cpu0" -v t="$WORK_MS" 'BEGIN {n=int(n0*t/c); print (n<1)?1:n}')
+  work="/work?n=$n"
   # Capacity of the uninstrumented app → the fixed rates.
-  read -r cap_w _ < <(saturate $RUN-$app-base "http://127.0.0.1:${PORT[base]}/work" "$SAT_DURATION")
+  read -r cap_w _ < <(saturate $RUN-$app-base "http://127.0.0.1:${PORT[base]}$work" "$SAT_DURATION")
   # On the light endpoint the agent's per-request cost is a large share of the request, so half
   # of base's capacity can be more than an instrumented variant serves at all (then it would
   # measure the queue): its rate is LOAD × the slowest variant's capacity.
@@ -255,18 +276,26 @@ for app in "${APPS[@]}"; do
   rate_w=$(awk -v c="$cap_w" -v l="$LOAD" 'BEGIN {r=int(c*l); print (r<1)?1:r}')
   rate_o=$(awk -v c="$cap_o" -v l="$LOAD" -v m="$MAX_RATE" 'BEGIN {r=int(c*l); if (r>m) r=m; print (r<1)?1:r}')
   cap_o="$cap_ob/$cap_o"
-  row meta "$app" rates "$rate_w" "$rate_o" "$cap_w" "$cap_o" "$(echo "$label" | tr ' \t' '__')"
+  row meta "$app" rates "$rate_w" "$rate_o" "$cap_w" "$cap_o" "$(echo "$label" | tr ' \t' '__')" "$n"
 
   nv=${#VARIANTS[@]}
   for r in $(seq "$ROUNDS"); do
+    if [ "$FRESH" = 1 ] && [ "$r" -gt 1 ]; then
+      for v in "${VARIANTS[@]}"; do docker restart -t 1 $RUN-$app-$v >/dev/null; done
+      for v in "${VARIANTS[@]}"; do
+        PORT[$v]=$(port_of $RUN-$app-$v $cport)
+        wait_http "${PORT[$v]}" "$work" 180
+        warm_up "$v"
+      done
+    fi
     for i in $(seq 0 $((nv - 1))); do
       v=${VARIANTS[$(( (i + r - 1) % nv ))]}
-      read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/work" "$rate_w" "$DURATION")
+      read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}$work" "$rate_w" "$DURATION")
       row fixed "$app" /work "$v" "$r" "$a" "$b" "$c" "$d"
       read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/orders/7" "$rate_o" "$DURATION_LIGHT")
       row fixed "$app" /orders/7 "$v" "$r" "$a" "$b" "$c" "$d"
       if [ "$r" -le "$SAT_ROUNDS" ]; then
-        read -r a b < <(saturate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/work" "$SAT_DURATION")
+        read -r a b < <(saturate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}$work" "$SAT_DURATION")
         row sat "$app" /work "$v" "$r" "$a" "$b"
       fi
     done

@@ -21,7 +21,8 @@ for line in open(raw):
     f = line.rstrip("\n").split("\t")
     kind, app = f[0], f[1]
     if kind == "meta":
-        meta[app] = dict(rate_w=f[3], rate_o=f[4], cap_w=f[5], cap_o=f[6], label=f[7].replace("_", " "))
+        meta[app] = dict(rate_w=f[3], rate_o=f[4], cap_w=f[5], cap_o=f[6], label=f[7].replace("_", " "),
+                         n=f[8] if len(f) > 8 else None)
         apps.append(app)
     elif kind == "fixed":
         fixed[(app, f[2], f[3])][int(f[4])] = tuple(float(x) for x in f[5:9])
@@ -68,6 +69,8 @@ for app in apps:
     print(f"   capacity (wrk -c4): base /work {m['cap_w']} req/s, base /orders/7 {co[0]} req/s, slowest variant "
           f"/orders/7 {co[-1]} req/s → fixed rates /work {m['rate_w']} req/s (LOAD × base), "
           f"/orders/7 {m['rate_o']} req/s (LOAD × slowest)")
+    if m["n"]:
+        print(f"   /work is /work?n={m['n']}: a fixed count of loop rounds, ~WORK_MS of CPU on base")
     for ep in ("/work", "/orders/7"):
         print(f"   {ep} at a fixed rate — medians of the rounds [min–max]; Δ = median of per-round deltas vs base [min…max]")
         print("   %-9s %-22s %-24s %-22s %-26s %-26s %-26s %s" % (
@@ -136,6 +139,10 @@ for app in apps:
         verdict.append("%s %+.1f%% %s%s" % (name, val, "ok" if good else "MISS",
                                             "" if o is None else " (operator %+.1f%%)" % o[i]))
     print(f"   {app:16s} " + "; ".join(verdict))
+    aa = summary.get((app, "aa"), {}).get("/work")
+    if aa:
+        print(f"   {'':16s} A/A (base against a second base container): p50 {aa[0]:+.1f}%, p99 {aa[1]:+.1f}%,"
+              f" cpu {aa[2]:+.1f}%: effects this size are noise")
 
 print()
 print("## Markdown (README): medians of per-round deltas vs base; ! = spread larger than the effect")
