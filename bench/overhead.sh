@@ -16,8 +16,8 @@
 #     at the start of the app's series with a closed-loop wrk pass: latency reflects the work
 #     added per request, not queueing behind a saturated server. Two endpoints: /work?n=N (N
 #     rounds of an integer loop: the same CPU in every variant, N calibrated on base at the
-#     start so that a request costs ~WORK_MS (5) ms of CPU) and /orders/7 (a JSON handler, well
-#     under 1 ms of the app's own work). A fixed count, not the fixtures' default 5 ms of wall
+#     start so that a request costs ~WORK_MS (5) ms of CPU), the same with N/5 (~1 ms; "/work1"
+#     in the output) and /orders/7 (a JSON handler, well under 1 ms of the app's own work). A fixed count, not the fixtures' default 5 ms of wall
 #     time: a wall-clock spin does less work when a request is preempted, so its CPU per request
 #     depends on how requests overlap rather than on the work the agent adds.
 #   - a saturation pass (wrk, closed loop, CONNS connections) for throughput.
@@ -40,9 +40,9 @@
 # Usage: bench/overhead.sh [APP...]
 #   APP: py-flask (Flask under gunicorn, 2 sync workers) py-django (gunicorn, 2 sync workers)
 #        py-fastapi (uvicorn) node-express node-nestjs java-springboot; default all six
-# Env: ROUNDS (7) DURATION (3s, each fixed-rate step on /work) DURATION_LIGHT (2s, on /orders/7)
+# Env: ROUNDS (7) DURATION (3s, each fixed-rate step on /work) DURATION_LIGHT (2s, on ~1 ms and /orders/7)
 #      SAT_DURATION (2s) SAT_ROUNDS (3)
-#      LOAD (0.5) MAX_RATE (1500 req/s cap for the ~1 ms endpoint) CONNS (4)
+#      LOAD (0.5) MAX_RATE (1500 req/s cap for the light endpoints) CONNS (4)
 #      START_ROUNDS (2) IDLE (5s, idle CPU window) WARMUP (3s) JAVA_WARMUP (15s) VARIANTS ("base dev prod operator")
 #      WORK_MS (5) FRESH (0)
 #      PROD0_REV (86dbfd6) PROD0_APPS (apps that get prod0; default all) APP_CPUS (1) LOAD_CPUS (0) OBS_STACK (binary) RAW (file for raw rows)
@@ -192,7 +192,7 @@ flask_gunicorn_volume() {
 LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "obs-stack overhead benchmark — $(date -u +%FT%TZ), $(nproc) CPUs, load average at start: $LOADAVG0"
 echo "apps on CPU $APP_CPUS (cpuset, no quota); vegeta/wrk/collector on CPU $LOAD_CPUS; $ROUNDS rounds interleaved;" \
-  "fixed rate = $LOAD × capacity, $DURATION per step on /work, $DURATION_LIGHT on /orders/7; saturation: wrk -c$CONNS $SAT_DURATION × $SAT_ROUNDS rounds"
+  "fixed rate = $LOAD × capacity, $DURATION per step on /work, $DURATION_LIGHT on ~1 ms and /orders/7; saturation: wrk -c$CONNS $SAT_DURATION × $SAT_ROUNDS rounds"
 echo "/work?n=N with N calibrated to ~$WORK_MS ms of CPU on base; $( [ "$FRESH" = 1 ] && echo 'every container restarted (+ warm-up) at the start of each round' || echo 'containers started once')"
 echo "variants: ${ALL_VARIANTS[*]}$(printf '%s\n' "${ALL_VARIANTS[@]}" | grep -qx prod0 && echo " (prod0 = the prod profile of agents.yaml at $PROD0_REV${PROD0_APPS:+, for $PROD0_APPS only})")"
 echo "obs-stack: $OBS_STACK ($(git rev-parse --short HEAD)$(git diff --quiet -- templates/agents.yaml || echo ', agents.yaml modified'))"
@@ -274,9 +274,12 @@ for app in "${APPS[@]}"; do
     cap_o=$(awk -v a="${cap_o:-$c}" -v b="$c" 'BEGIN {print (b<a)?b:a}')
   done
   rate_w=$(awk -v c="$cap_w" -v l="$LOAD" 'BEGIN {r=int(c*l); print (r<1)?1:r}')
+  n1=$(( n / 5 > 0 ? n / 5 : 1 )); work1="/work?n=$n1"
+  read -r cap_w1 _ < <(saturate $RUN-$app-base "http://127.0.0.1:${PORT[base]}$work1" "$SAT_DURATION")
+  rate_w1=$(awk -v c="$cap_w1" -v l="$LOAD" -v m="$MAX_RATE" 'BEGIN {r=int(c*l); if (r>m) r=m; print (r<1)?1:r}')
   rate_o=$(awk -v c="$cap_o" -v l="$LOAD" -v m="$MAX_RATE" 'BEGIN {r=int(c*l); if (r>m) r=m; print (r<1)?1:r}')
   cap_o="$cap_ob/$cap_o"
-  row meta "$app" rates "$rate_w" "$rate_o" "$cap_w" "$cap_o" "$(echo "$label" | tr ' \t' '__')" "$n"
+  row meta "$app" rates "$rate_w" "$rate_o" "$cap_w" "$cap_o" "$(echo "$label" | tr ' \t' '__')" "$n" "$rate_w1" "$cap_w1"
 
   nv=${#VARIANTS[@]}
   for r in $(seq "$ROUNDS"); do
@@ -292,6 +295,8 @@ for app in "${APPS[@]}"; do
       v=${VARIANTS[$(( (i + r - 1) % nv ))]}
       read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}$work" "$rate_w" "$DURATION")
       row fixed "$app" /work "$v" "$r" "$a" "$b" "$c" "$d"
+      read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}$work1" "$rate_w1" "$DURATION_LIGHT")
+      row fixed "$app" /work1 "$v" "$r" "$a" "$b" "$c" "$d"
       read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}/orders/7" "$rate_o" "$DURATION_LIGHT")
       row fixed "$app" /orders/7 "$v" "$r" "$a" "$b" "$c" "$d"
       if [ "$r" -le "$SAT_ROUNDS" ]; then

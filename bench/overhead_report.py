@@ -22,7 +22,8 @@ for line in open(raw):
     kind, app = f[0], f[1]
     if kind == "meta":
         meta[app] = dict(rate_w=f[3], rate_o=f[4], cap_w=f[5], cap_o=f[6], label=f[7].replace("_", " "),
-                         n=f[8] if len(f) > 8 else None)
+                         n=f[8] if len(f) > 8 else None, rate_w1=f[9] if len(f) > 9 else None,
+                         cap_w1=f[10] if len(f) > 10 else None)
         apps.append(app)
     elif kind == "fixed":
         fixed[(app, f[2], f[3])][int(f[4])] = tuple(float(x) for x in f[5:9])
@@ -71,7 +72,11 @@ for app in apps:
           f"/orders/7 {m['rate_o']} req/s (LOAD × slowest)")
     if m["n"]:
         print(f"   /work is /work?n={m['n']}: a fixed count of loop rounds, ~WORK_MS of CPU on base")
-    for ep in ("/work", "/orders/7"):
+    if m["rate_w1"]:
+        print(f"   /work1 is /work?n={int(m['n']) // 5} (~1/5 of it): base capacity {m['cap_w1']} req/s → fixed rate {m['rate_w1']} req/s")
+    for ep in ("/work", "/work1", "/orders/7"):
+        if not any(k[0] == app and k[1] == ep for k in fixed):
+            continue
         print(f"   {ep} at a fixed rate — medians of the rounds [min–max]; Δ = median of per-round deltas vs base [min…max]")
         print("   %-9s %-22s %-24s %-22s %-26s %-26s %-26s %s" % (
             "variant", "p50 ms", "p99 ms", "CPU ms/req", "Δp50", "Δp99", "ΔCPU/req", "ok"))
@@ -114,7 +119,9 @@ for app in apps:
                                                    idle.get((app, v), float("nan")))
     if (app, "/work", "prod0") in fixed:
         print("   before/after: prod (this checkout) against prod0 (the previous prod profile), per-round deltas")
-        for ep in ("/work", "/orders/7"):
+        for ep in ("/work", "/work1", "/orders/7"):
+            if (app, ep, "prod") not in fixed or (app, ep, "prod0") not in fixed:
+                continue
             a, b = fixed[(app, ep, "prod")], fixed[(app, ep, "prod0")]
             print("   %-9s p50 %s  p99 %s  CPU/req %s" % (
                 ep, dfig(deltas(a, b, 0))[0], dfig(deltas(a, b, 1))[0], dfig(deltas(a, b, 2))[0]))
@@ -147,8 +154,8 @@ for app in apps:
 print()
 print("## Markdown (README): medians of per-round deltas vs base; ! = spread larger than the effect")
 print()
-print("| app | variant | /work p50 | /work p99 | /work CPU/req | /orders p50 | /orders CPU/req | saturation req/s | RSS | idle CPU | start |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| app | variant | /work p50 | /work p99 | /work CPU/req | ~1 ms p50 | ~1 ms CPU/req | /orders p50 | /orders CPU/req | saturation req/s | RSS | idle CPU | start |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for app in apps:
     for v in variants:
         if v == "base":
@@ -156,13 +163,14 @@ for app in apps:
         s = summary.get((app, v), {})
         if not s:
             continue
-        w, o = s.get("/work"), s.get("/orders/7")
+        w, w1, o = s.get("/work"), s.get("/work1"), s.get("/orders/7")
         sr, mem = s.get("sat"), s.get("mem")
 
         def short(d):
             return d.split(" ")[0] + ("!" if d.endswith("!") else "") if d else "-"
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             app, v, short(w[3]) if w else "-", short(w[4]) if w else "-", short(w[5]) if w else "-",
+            short(w1[3]) if w1 else "-", short(w1[5]) if w1 else "-",
             short(o[3]) if o else "-", short(o[5]) if o else "-", short(sr[1]) if sr else "-",
             "%+.0f MiB" % mem[0] if mem else "-", "%.2f ms/s" % mem[2] if mem else "-",
             "%+.0f ms" % mem[1] if mem else "-"))
