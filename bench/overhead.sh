@@ -14,12 +14,13 @@
 # Method:
 #   - open-loop, constant-rate load (vegeta) at LOAD (0.5) × the base variant's capacity, measured
 #     at the start of the app's series with a closed-loop wrk pass: latency reflects the work
-#     added per request, not queueing behind a saturated server. Two endpoints: /work?n=N (N
+#     added per request, not queueing behind a saturated server. Three endpoints: /work?n=N (N
 #     rounds of an integer loop: the same CPU in every variant, N calibrated on base at the
 #     start so that a request costs ~WORK_MS (5) ms of CPU), the same with N/5 (~1 ms; "/work1"
-#     in the output) and /orders/7 (a JSON handler, well under 1 ms of the app's own work). A fixed count, not the fixtures' default 5 ms of wall
-#     time: a wall-clock spin does less work when a request is preempted, so its CPU per request
-#     depends on how requests overlap rather than on the work the agent adds.
+#     in the output) and /orders/7 (a JSON handler, well under 1 ms of the app's own work).
+#     A fixed count, not the fixtures' default 5 ms of wall time: a wall-clock spin does less
+#     work when a request is preempted, so its CPU per request depends on how requests overlap
+#     rather than on the work the agent adds.
 #   - a saturation pass (wrk, closed loop, CONNS connections) for throughput.
 #   - CPU per request from the container's cgroup (cpuacct), in both passes.
 #   - app containers pinned to APP_CPUS (1) with --cpuset-cpus, no CPU quota; vegeta, wrk and
