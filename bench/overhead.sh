@@ -139,10 +139,10 @@ fixed_rate() { # container url rate duration
 print("%.3f %.3f %.4f %.4f" % (l["50th"]/1e6, l["99th"]/1e6, (int(sys.argv[3])-int(sys.argv[2]))/1e6/n, r["success"]))' "$js" "$c0" "$c1"
 }
 # Closed-loop saturation: wrk → "req_per_s cpu_ms_per_req"
-saturate() { # container url duration
+saturate() { # container url duration [connections, default CONNS]
   local c0 c1 out
   c0=$(cpu_ns "$1")
-  out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"$3" "$2")
+  out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"${4:-$CONNS}" -d"$3" "$2")
   c1=$(cpu_ns "$1")
   echo "$out" | awk -v c0="$c0" -v c1="$c1" '$1=="Requests/sec:" {rps=$2} / requests in / {n=$1}
     END {printf "%.1f %.4f\n", rps, (n>0) ? (c1-c0)/1e6/n : 0}'
@@ -258,9 +258,7 @@ for app in "${APPS[@]}"; do
   }
   for v in "${VARIANTS[@]}"; do warm_up "$v"; done
   # N for ~WORK_MS ms of CPU per /work request on base (one connection: no overlap).
-  CONNS_SAVED=$CONNS; CONNS=1
-  read -r _ cpu0 < <(saturate $RUN-$app-base "http://127.0.0.1:${PORT[base]}$work" "$SAT_DURATION")
-  CONNS=$CONNS_SAVED
+  read -r _ cpu0 < <(saturate $RUN-$app-base "http://127.0.0.1:${PORT[base]}$work" "$SAT_DURATION" 1)
   n=$(awk -v n0="$n0" -v c="$cpu0" -v t="$WORK_MS" 'BEGIN {n=int(n0*t/c); print (n<1)?1:n}')
   work="/work?n=$n"
   # Capacity of the uninstrumented app → the fixed rates.
