@@ -10,7 +10,7 @@
 // middleware, router and handler layer. Express still reports the matched route to the HTTP
 // server span (and so to http.server.request.duration) before it checks which layers to skip,
 // so RED metrics per route and the server span's name stay exact; what goes is the 3-6
-// nested spans a sampled trace carries per request (bench/layer-spans.sh: 1 span instead of
+// nested spans a sampled trace carries per request (bench/agent-ab.sh: 1 span instead of
 // 4 on the fixture; the CPU per request did not change measurably).
 //
 // Anything unexpected leaves the agent as the image ships it, with one line on stderr.
