@@ -18,7 +18,7 @@
 # (tests/lab/build-agents.sh), the hooks from this checkout (compose/agents/).
 # Usage: bench/agent-ab.sh [express|fastapi ...]   Env: VARIANTS ("base prod0 prod") ROUNDS (5)
 #        RATE_EXPRESS (1200) RATE_FASTAPI (500) DUR (10s) APP_CPU (1) LOAD_CPU (0) OBS_STACK (binary)
-# The sampling-ratio run in the README: VARIANTS="base prod@0 prod@0.01 prod@0.1 prod@1" ROUNDS=7
+# The sampling-ratio run in the README: VARIANTS="base prod@0 prod@0.01 prod@0.1 prod@1" ROUNDS=5
 #        RATE_EXPRESS=100 RATE_FASTAPI=100 bench/agent-ab.sh
 # PERF=1 (Express only): also `perf record`s the app's main thread during each step (node with
 # --perf-basic-prof, every variant) and prints where each variant's CPU per request goes: V8's
@@ -110,8 +110,6 @@ cpu_ticks() { # pid: utime+stime of the process and its children, in clock ticks
 # The prod profile's trace ratio (templates/agents.yaml).
 PROD_RATIO=$(python3 -c 'import yaml; print(yaml.safe_load(open("templates/agents.yaml"))["profiles"]["prod"]["sampler_arg"])')
 
-vegeta_requests() { "$VEGETA" report -type=json <"$WORK/res.bin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
-
 # run APP VARIANT: one fresh process, warm-up, a fixed-rate step; prints "cpu_ms_per_req p50_ms"
 run() {
   local app=$1 v=$2 port rate dir env=() cmd=() ratio=$PROD_RATIO name=${2/@/-r}
@@ -148,6 +146,7 @@ run() {
   t0=$(cpu_ticks $APP_PID)
   echo "$target" | taskset -c "$LOAD_CPU" "$VEGETA" attack -rate="$rate" -duration="$DUR" >"$WORK/res.bin"
   t1=$(cpu_ticks $APP_PID)
+  "$VEGETA" report -type=json <"$WORK/res.bin" >"$WORK/res.json"
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid" || true
     perf report -i "$perf_data" --no-children --sort sym -g none -n --stdio 2>/dev/null | python3 -c '
@@ -165,15 +164,15 @@ for line in sys.stdin:
     else: c = "other"
     cat[c] = cat.get(c, 0) + n
 print(" ".join("%s=%d" % kv for kv in sorted(cat.items())))' >"$WORK/perf.cat"
-    echo "$app $v $(vegeta_requests) $(cat "$WORK/perf.cat")" >>"$WORK/perf-raw"
+    echo "$app $v $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["requests"])' "$WORK/res.json") $(cat "$WORK/perf.cat")" >>"$WORK/perf-raw"
   fi
   stop_app
-  "$VEGETA" report -type=json <"$WORK/res.bin" | python3 -c '
+  python3 -c '
 import json, sys
-r = json.load(sys.stdin); ticks = int(sys.argv[1]); hz = int(sys.argv[2])
+r = json.load(open(sys.argv[3])); ticks = int(sys.argv[1]); hz = int(sys.argv[2])
 if r["success"] < 1: sys.exit("failed requests: %s" % r["success"])
 print("%.4f %.3f" % (ticks * 1000.0 / hz / r["requests"], r["latencies"]["50th"] / 1e6))' \
-    $((t1 - t0)) "$(getconf CLK_TCK)"
+    $((t1 - t0)) "$(getconf CLK_TCK)" "$WORK/res.json"
 }
 
 echo "obs-stack agent A/B — $(date -u +%FT%TZ), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
