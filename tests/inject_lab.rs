@@ -3,6 +3,7 @@
 //! signal to a JSON-lines file. Gated by OBS_STACK_DOCKER_TESTS=1 (tests/run.sh).
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -111,12 +112,31 @@ fn attr_str(attrs: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// (http.route of SERVER spans, metric names, names of INTERNAL spans: framework layers nested
-/// in a request) seen for `service`.
-fn telemetry_for(lines: &[Value], service: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let mut routes = Vec::new();
-    let mut metrics = Vec::new();
-    let mut nested = Vec::new();
+/// What a fixture's telemetry showed for one service.
+#[derive(Default)]
+struct Seen {
+    /// http.route of SERVER spans.
+    routes: Vec<String>,
+    /// Metric names.
+    metrics: Vec<String>,
+    /// Names of INTERNAL spans: framework layers nested in a request.
+    nested: Vec<String>,
+    /// Attribute keys of the SERVER spans that carry a route.
+    server_keys: BTreeSet<String>,
+    /// Attribute keys of the request-duration metric's points.
+    duration_keys: BTreeSet<String>,
+}
+
+fn keys(attrs: &Value) -> impl Iterator<Item = String> + '_ {
+    attrs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["key"].as_str().map(str::to_string))
+}
+
+fn telemetry_for(lines: &[Value], service: &str) -> Seen {
+    let mut seen = Seen::default();
     for l in lines {
         for rs in l["resourceSpans"].as_array().into_iter().flatten() {
             if attr_str(&rs["resource"]["attributes"], "service.name").as_deref() != Some(service) {
@@ -127,10 +147,12 @@ fn telemetry_for(lines: &[Value], service: &str) -> (Vec<String>, Vec<String>, V
                     if sp["kind"] == 2
                         && let Some(r) = attr_str(&sp["attributes"], "http.route")
                     {
-                        routes.push(r);
+                        seen.routes.push(r);
+                        seen.server_keys.extend(keys(&sp["attributes"]));
                     }
                     if sp["kind"] == 1 {
-                        nested.push(sp["name"].as_str().unwrap_or_default().to_string());
+                        seen.nested
+                            .push(sp["name"].as_str().unwrap_or_default().to_string());
                     }
                 }
             }
@@ -141,14 +163,18 @@ fn telemetry_for(lines: &[Value], service: &str) -> (Vec<String>, Vec<String>, V
             }
             for sm in rm["scopeMetrics"].as_array().into_iter().flatten() {
                 for m in sm["metrics"].as_array().into_iter().flatten() {
-                    if let Some(n) = m["name"].as_str() {
-                        metrics.push(n.to_string());
+                    let Some(n) = m["name"].as_str() else { continue };
+                    seen.metrics.push(n.to_string());
+                    if n == "http.server.request.duration" {
+                        for dp in m["histogram"]["dataPoints"].as_array().into_iter().flatten() {
+                            seen.duration_keys.extend(keys(&dp["attributes"]));
+                        }
                     }
                 }
             }
         }
     }
-    (routes, metrics, nested)
+    seen
 }
 
 fn inspect_json(name: &str) -> Value {
@@ -313,18 +339,25 @@ fn framework_round_trip_with(fixture: &str, port: u16, extra: &[&str], inject_ar
 
     let p = port_of(&app.name, port);
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (routes, metrics, nested) = loop {
+    let Seen {
+        routes,
+        metrics,
+        nested,
+        server_keys,
+        duration_keys,
+    } = loop {
         for _ in 0..3 {
             let (code, _) = wait_http(p, "/orders/42", 60);
             assert_eq!(code, 200);
         }
-        let (routes, metrics, nested) = telemetry_for(&lab.lines(), &app.name);
-        let has_metric = metrics
+        let seen = telemetry_for(&lab.lines(), &app.name);
+        let has_metric = seen
+            .metrics
             .iter()
             .any(|m| m == "http.server.request.duration" || m == "http.server.duration");
-        let layers_seen = layers != Layers::Present || !nested.is_empty();
-        if (!routes.is_empty() && has_metric && layers_seen) || Instant::now() > deadline {
-            break (routes, metrics, nested);
+        let layers_seen = layers != Layers::Present || !seen.nested.is_empty();
+        if (!seen.routes.is_empty() && has_metric && layers_seen) || Instant::now() > deadline {
+            break seen;
         }
         std::thread::sleep(Duration::from_secs(2));
     };
@@ -339,6 +372,27 @@ fn framework_round_trip_with(fixture: &str, port: u16, extra: &[&str], inject_ar
             "{fixture}: OBS_STACK_LAYER_SPANS=off still exports layer spans: {nested:?}\napp logs:\n{}",
             app.logs()
         ),
+    }
+    if layers != Layers::Unchecked {
+        // Every trace sampled: the SERVER span keeps the request's attributes and the duration
+        // metric the attributes RED per route needs, in the prod profile as in the default one.
+        for key in ["http.request.method", "url.scheme", "url.path"] {
+            assert!(
+                server_keys.contains(key),
+                "{fixture} {layers:?}: SERVER span without {key}: {server_keys:?}"
+            );
+        }
+        for key in [
+            "http.request.method",
+            "url.scheme",
+            "http.route",
+            "http.response.status_code",
+        ] {
+            assert!(
+                duration_keys.contains(key),
+                "{fixture} {layers:?}: http.server.request.duration without {key}: {duration_keys:?}"
+            );
+        }
     }
     assert!(
         // Parametrised, in the framework's own spelling ("/orders/<int:order_id>",
