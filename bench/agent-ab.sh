@@ -6,6 +6,14 @@
 #           traces)
 #   prod0   prod with the framework's layer spans on (OBS_STACK_LAYER_SPANS unset, as before)
 #   prod@R  prod with trace sampling ratio R (e.g. prod@0 prod@0.1 prod@1)
+# Where prod's cost sits, one part of the agent at a time:
+#   prod-sdk        prod with no instrumentation at all: the SDK, its context manager, exporters
+#                   and resource detection only (Express: OTEL_NODE_ENABLED_INSTRUMENTATIONS=http
+#                   with http disabled too; FastAPI: fastapi and starlette disabled)
+#   prod-http       Express only: prod with the HTTP instrumentation alone (no Express
+#                   instrumentation, so no route: a measurement, not a profile)
+#   prod-nometrics  prod without the metrics pipeline (OTEL_METRICS_EXPORTER=none: the duration
+#                   histogram records into a no-op meter)
 # Each round starts a FRESH app process per variant (an A/A difference between two long-lived
 # containers of the same config reached 9% in bench/overhead.sh), pinned to CPU APP_CPU, and
 # drives it with vegeta at a fixed RATE on /orders/7 (a light handler, so the agent's share is
@@ -20,6 +28,9 @@
 #        RATE_EXPRESS (1200) RATE_FASTAPI (500) DUR (10s) APP_CPU (1) LOAD_CPU (0) OBS_STACK (binary)
 # The sampling-ratio run in the README: VARIANTS="base prod@0 prod@0.01 prod@0.1 prod@1" ROUNDS=5
 #        RATE_EXPRESS=100 RATE_FASTAPI=100 bench/agent-ab.sh
+# The split by part of the agent in the README: VARIANTS="base prod-sdk prod-http prod-nometrics
+#        prod@0 prod" ROUNDS=7 RATE_EXPRESS=200 bench/agent-ab.sh express, and VARIANTS="base
+#        prod-sdk prod-nometrics prod@0 prod" ROUNDS=7 RATE_FASTAPI=200 bench/agent-ab.sh fastapi
 # PERF=1 (Express only): also `perf record`s the app's main thread during each step (node with
 # --perf-basic-prof, every variant) and prints where each variant's CPU per request goes: V8's
 # inline-cache and property-lookup slow paths, optimized JS, interpreted/baseline JS, GC, the
@@ -39,10 +50,16 @@ for t in node python3 taskset curl docker; do
 done
 read -r -a VARIANTS <<<"${VARIANTS:-base prod0 prod}"
 for v in "${VARIANTS[@]}"; do
-  [[ $v =~ ^(base|prod0|prod|prod@(0|1|0?\.[0-9]+|1\.0+))$ ]] || { echo "unknown variant $v (base, prod0, prod, prod@RATIO)" >&2; exit 2; }
+  [[ $v =~ ^(base|prod0|prod|prod-sdk|prod-http|prod-nometrics|prod@(0|1|0?\.[0-9]+|1\.0+))$ ]] \
+    || { echo "unknown variant $v (base, prod0, prod, prod-sdk, prod-http, prod-nometrics, prod@RATIO)" >&2; exit 2; }
 done
 APPS=("$@")
 [ ${#APPS[@]} -gt 0 ] || APPS=(express fastapi)
+for a in "${APPS[@]}"; do
+  [[ $a == express || $a == fastapi ]] || { echo "unknown app $a (express, fastapi)" >&2; exit 2; }
+  [[ $a == fastapi && " ${VARIANTS[*]} " == *" prod-http "* ]] \
+    && { echo "prod-http is Express only (FastAPI's HTTP layer is its ASGI instrumentation)" >&2; exit 2; }
+done
 FIX=$ROOT/tests/fixtures/apps
 [ -d "$FIX/node-express/build/node_modules" ] && [ -d "$FIX/py-fastapi/build/site-packages" ] \
   || { echo "fixture dependencies missing: run tests/lab/build-fixtures.sh first" >&2; exit 2; }
@@ -87,9 +104,10 @@ COMMON=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14318 OTEL_EXPORTER_OTLP_PR
 NODE_AGENT=(NODE_OPTIONS="--require $WORK/node/obs-stack-guard/register.js"
   OTEL_NODE_RESOURCE_DETECTORS=env,host,os,process,serviceinstance,container
   OTEL_NODE_DISABLED_INSTRUMENTATIONS=fs,dns,net,runtime-node,nestjs-core)
+PY_DISABLED=requests,urllib,urllib3,httpx,aiohttp-client,jinja2,threading,asyncio,logging,system_metrics
 PY_AGENT=(OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=otel,process,os OBS_STACK_PYTHON_AGENT=$WORK/python
   OBS_STACK_PYTHON_ABI=3.11 OTEL_PYTHON_LOG_CORRELATION=false
-  OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=requests,urllib,urllib3,httpx,aiohttp-client,jinja2,threading,asyncio,logging,system_metrics)
+  OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=$PY_DISABLED)
 
 stop_app() { # SIGTERM, then SIGKILL after 5 s (a server may wait for its keep-alive clients)
   kill "$APP_PID" 2>/dev/null || true
@@ -131,7 +149,15 @@ run() {
   esac
   [[ $v == prod@* ]] && ratio=${v#prod@}
   [[ $v == prod* ]] && env+=(OTEL_TRACES_SAMPLER_ARG=$ratio)
-  [[ $v == prod || $v == prod@* ]] && env+=(OBS_STACK_LAYER_SPANS=off)
+  [[ $v == prod || $v == prod@* || $v == prod-* ]] && env+=(OBS_STACK_LAYER_SPANS=off)
+  # Later assignments win (env(1) applies them in order).
+  case $app:$v in
+    express:prod-sdk) env+=(OTEL_NODE_ENABLED_INSTRUMENTATIONS=http
+      OTEL_NODE_DISABLED_INSTRUMENTATIONS=http,fs,dns,net,runtime-node,nestjs-core) ;;
+    express:prod-http) env+=(OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) ;;
+    fastapi:prod-sdk) env+=(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=fastapi,starlette,${PY_DISABLED}) ;;
+    *:prod-nometrics) env+=(OTEL_METRICS_EXPORTER=none) ;;
+  esac
   [ -n "${PERF:-}" ] && [ "$app" = express ] && cmd=(node --perf-basic-prof server.js)
   (cd "$dir" && exec env "${env[@]}" taskset -c "$APP_CPU" "${cmd[@]}") >"$WORK/app.log" 2>&1 &
   APP_PID=$!
@@ -231,14 +257,15 @@ print("ic = inline-cache and property-lookup slow paths; other = V8 runtime and 
 PY
 fi
 # The receiver saw every instrumented variant that samples traces (a ratio-0 variant sends only
-# metrics, every 60 s: a short-lived process may exit first), else the figures are void.
+# metrics, every 60 s: a short-lived process may exit first; prod-sdk has nothing to send), else
+# the figures are void.
 sleep 2
 curl -sf -H "Authorization: Bearer $(cat "$WORK/serve/token")" "http://127.0.0.1:14319/api/v1/services?project=bench" >"$WORK/services.json" \
   || { echo "obs-stack serve did not answer" >&2; exit 1; }
 echo "telemetry received from: $(python3 -c 'import json,sys; print(", ".join(sorted(s["name"] for s in json.load(open(sys.argv[1]))["services"])))' "$WORK/services.json" 2>/dev/null || echo '?')"
 for app in "${APPS[@]}"; do
   for v in "${VARIANTS[@]}"; do
-    [[ $v == base || $v =~ ^prod@0?\.?0*$ ]] && continue
+    [[ $v == base || $v == prod-sdk || $v =~ ^prod@0?\.?0*$ ]] && continue
     grep -q "\"$app-${v/@/-r}\"" "$WORK/services.json" || { echo "no telemetry from $app-${v/@/-r} reached obs-stack serve: figures void" >&2; exit 1; }
   done
 done
