@@ -31,6 +31,9 @@
 #     layout and hash seeds; then WARMUP again), so a per-process offset shows in the spread
 #     instead of biasing every round the same way.
 #     `!` marks a delta whose spread (max − min) is larger than the delta itself: noise.
+#     FREEZE=1 freezes (docker pause) the other variants' containers while one is measured, so
+#     their timers (an agent's metric and event-loop monitors wake 100 times a second) do not
+#     run on the measured container's CPU and evict its caches between requests.
 #   - idle CPU: ms of CPU per second with no traffic, all variants over the same IDLE window;
 #   - memory: anonymous RSS of the container's cgroup (memory.stat total_rss) after the rounds;
 #     start-up: `docker start` to the first 200 on /work, START_ROUNDS times, interleaved.
@@ -45,7 +48,7 @@
 #      SAT_DURATION (2s) SAT_ROUNDS (3)
 #      LOAD (0.5) MAX_RATE (1500 req/s cap for the light endpoints) CONNS (4)
 #      START_ROUNDS (2) IDLE (5s, idle CPU window) WARMUP (3s) JAVA_WARMUP (15s) VARIANTS ("base dev prod operator")
-#      WORK_MS (5) FRESH (0)
+#      WORK_MS (5) FRESH (0) FREEZE (0)
 #      PROD0_REV (86dbfd6) PROD0_APPS (apps that get prod0; default all) APP_CPUS (1) LOAD_CPUS (0) OBS_STACK (binary) RAW (file for raw rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +70,7 @@ PROD0_REV=${PROD0_REV:-86dbfd6}
 APP_CPUS=${APP_CPUS:-1}
 WORK_MS=${WORK_MS:-5}
 FRESH=${FRESH:-0}
+FREEZE=${FREEZE:-0}
 LOAD_CPUS=${LOAD_CPUS:-0}
 . bench/lib.sh
 bench_obs_stack
@@ -91,7 +95,9 @@ RAW=${RAW:-$WORK/raw.tsv}
 : >"$RAW"
 NET=$RUN-net
 cleanup() {
-  local ids; ids=$(docker ps -aq --filter label=$LABEL)
+  local ids; ids=$(docker ps -q --filter label=$LABEL --filter status=paused)
+  [ -z "$ids" ] || docker unpause $ids >/dev/null 2>&1 || true
+  ids=$(docker ps -aq --filter label=$LABEL)
   [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
   docker network rm $NET >/dev/null 2>&1 || true
   docker volume rm $(docker volume ls -q --filter label=$LABEL) >/dev/null 2>&1 || true
@@ -194,7 +200,7 @@ LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "obs-stack overhead benchmark — $(date -u +%FT%TZ), $(nproc) CPUs, load average at start: $LOADAVG0"
 echo "apps on CPU $APP_CPUS (cpuset, no quota); vegeta/wrk/collector on CPU $LOAD_CPUS; $ROUNDS rounds interleaved;" \
   "fixed rate = $LOAD × capacity, $DURATION per step on /work, $DURATION_LIGHT on ~1 ms and /orders/7; saturation: wrk -c$CONNS $SAT_DURATION × $SAT_ROUNDS rounds"
-echo "/work?n=N with N calibrated to ~$WORK_MS ms of CPU on base; $( [ "$FRESH" = 1 ] && echo 'every container restarted (+ warm-up) at the start of each round' || echo 'containers started once')"
+echo "/work?n=N with N calibrated to ~$WORK_MS ms of CPU on base; $( [ "$FRESH" = 1 ] && echo 'every container restarted (+ warm-up) at the start of each round' || echo 'containers started once')$( [ "$FREEZE" = 1 ] && echo '; the other variants frozen (docker pause) while one is measured')"
 echo "variants: ${ALL_VARIANTS[*]}$(printf '%s\n' "${ALL_VARIANTS[@]}" | grep -qx prod0 && echo " (prod0 = the prod profile of agents.yaml at $PROD0_REV${PROD0_APPS:+, for $PROD0_APPS only})")"
 echo "obs-stack: $OBS_STACK ($(git rev-parse --short HEAD)$(git diff --quiet -- templates/agents.yaml || echo ', agents.yaml modified'))"
 
@@ -257,6 +263,11 @@ for app in "${APPS[@]}"; do
     saturate $RUN-$app-$1 "http://127.0.0.1:${PORT[$1]}/orders/7" 2s >/dev/null
   }
   for v in "${VARIANTS[@]}"; do warm_up "$v"; done
+  freeze_others() { # variant pause|unpause: the other variants' containers (FREEZE=1)
+    [ "$FREEZE" = 1 ] || return 0
+    local o
+    for o in "${VARIANTS[@]}"; do [ "$o" = "$1" ] || docker "$2" $RUN-$app-$o >/dev/null; done
+  }
   # N for ~WORK_MS ms of CPU per /work request on base (one connection: no overlap).
   read -r _ cpu0 < <(saturate $RUN-$app-base "http://127.0.0.1:${PORT[base]}$work" "$SAT_DURATION" 1)
   n=$(awk -v n0="$n0" -v c="$cpu0" -v t="$WORK_MS" 'BEGIN {n=int(n0*t/c); print (n<1)?1:n}')
@@ -292,6 +303,7 @@ for app in "${APPS[@]}"; do
     fi
     for i in $(seq 0 $((nv - 1))); do
       v=${VARIANTS[$(( (i + r - 1) % nv ))]}
+      freeze_others "$v" pause
       read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}$work" "$rate_w" "$DURATION")
       row fixed "$app" /work "$v" "$r" "$a" "$b" "$c" "$d"
       read -r a b c d < <(fixed_rate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}$work1" "$rate_w1" "$DURATION_LIGHT")
@@ -302,6 +314,7 @@ for app in "${APPS[@]}"; do
         read -r a b < <(saturate $RUN-$app-$v "http://127.0.0.1:${PORT[$v]}$work" "$SAT_DURATION")
         row sat "$app" /work "$v" "$r" "$a" "$b"
       fi
+      freeze_others "$v" unpause
     done
     echo "  $app round $r/$ROUNDS done (load average $(cut -d' ' -f1 /proc/loadavg))" >&2
   done
