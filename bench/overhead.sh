@@ -33,7 +33,8 @@
 #     `!` marks a delta whose spread (max − min) is larger than the delta itself: noise.
 #     FREEZE=1 freezes (docker pause) the other variants' containers while one is measured, so
 #     their timers (an agent's metric and event-loop monitors wake 100 times a second) do not
-#     run on the measured container's CPU and evict its caches between requests.
+#     run on the measured container's CPU and evict its caches between requests. Off by
+#     default: on Express it changed nothing measurable (README, Agent overhead).
 #   - idle CPU: ms of CPU per second with no traffic, all variants over the same IDLE window;
 #   - memory: anonymous RSS of the container's cgroup (memory.stat total_rss) after the rounds;
 #     start-up: `docker start` to the first 200 on /work, START_ROUNDS times, interleaved.
