@@ -101,9 +101,10 @@ COMMON=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14318 OTEL_EXPORTER_OTLP_PR
   "OTEL_EXPORTER_OTLP_HEADERS=x-obs-stack-key=$KEY" OTEL_TRACES_EXPORTER=otlp OTEL_METRICS_EXPORTER=otlp
   OTEL_LOGS_EXPORTER=none OTEL_TRACES_SAMPLER=parentbased_traceidratio
   OTEL_METRIC_EXPORT_INTERVAL=60000 OTEL_SEMCONV_STABILITY_OPT_IN=http OTEL_METRICS_EXEMPLAR_FILTER=always_off)
+NODE_DISABLED=fs,dns,net,runtime-node,nestjs-core
 NODE_AGENT=(NODE_OPTIONS="--require $WORK/node/obs-stack-guard/register.js"
   OTEL_NODE_RESOURCE_DETECTORS=env,host,os,process,serviceinstance,container
-  OTEL_NODE_DISABLED_INSTRUMENTATIONS=fs,dns,net,runtime-node,nestjs-core)
+  OTEL_NODE_DISABLED_INSTRUMENTATIONS=$NODE_DISABLED)
 PY_DISABLED=requests,urllib,urllib3,httpx,aiohttp-client,jinja2,threading,asyncio,logging,system_metrics
 PY_AGENT=(OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=otel,process,os OBS_STACK_PYTHON_AGENT=$WORK/python
   OBS_STACK_PYTHON_ABI=3.11 OTEL_PYTHON_LOG_CORRELATION=false
@@ -153,9 +154,9 @@ run() {
   # Later assignments win (env(1) applies them in order).
   case $app:$v in
     express:prod-sdk) env+=(OTEL_NODE_ENABLED_INSTRUMENTATIONS=http
-      OTEL_NODE_DISABLED_INSTRUMENTATIONS=http,fs,dns,net,runtime-node,nestjs-core) ;;
+      OTEL_NODE_DISABLED_INSTRUMENTATIONS=http,$NODE_DISABLED) ;;
     express:prod-http) env+=(OTEL_NODE_ENABLED_INSTRUMENTATIONS=http) ;;
-    fastapi:prod-sdk) env+=(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=fastapi,starlette,${PY_DISABLED}) ;;
+    fastapi:prod-sdk) env+=(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=fastapi,starlette,$PY_DISABLED) ;;
     *:prod-nometrics) env+=(OTEL_METRICS_EXPORTER=none) ;;
   esac
   [ -n "${PERF:-}" ] && [ "$app" = express ] && cmd=(node --perf-basic-prof server.js)
