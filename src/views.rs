@@ -402,6 +402,15 @@ pub fn render_waterfall(trace: &Value, width: usize) -> String {
         spans.len(),
         ms(&Value::from(total))
     );
+    if trace["truncated"].as_bool() == Some(true) {
+        out = format!(
+            "trace {} — the first {} of {} spans (the answer is bounded), {}\n",
+            trace["trace_id"].as_str().unwrap_or("?"),
+            spans.len(),
+            trace["span_count"],
+            ms(&Value::from(total))
+        );
+    }
     let mut stack: Vec<(usize, usize)> = roots.iter().rev().map(|r| (*r, 0)).collect();
     while let Some((i, depth)) = stack.pop() {
         let s = &spans[i];

@@ -304,7 +304,36 @@ async fn feed(srv: &Server) -> serde_json::Value {
         200
     );
 
+    // a trace larger than one answer (1,000 spans a page): the page says so and loads more
+    let big = tid(77);
+    let mut spans = vec![server_span(big, 1, "/export", 200, t0 + 3_000_000_000, 900, None)];
+    for i in 0..1_499u64 {
+        spans.push(db(
+            big,
+            100 + i,
+            1,
+            "SELECT * FROM rows WHERE id = $1",
+            t0 + 3_000_000_000 + i * 500_000,
+            0.4,
+        ));
+    }
+    let t = traces_for("shop", "python", spans);
+    assert_eq!(
+        srv.post_proto("/v1/traces", t.encode_to_vec()).await.status(),
+        200
+    );
+
     // the API agrees before the browser looks
+    let (code, v) = srv
+        .get(&format!("/api/v1/traces/{}?project=demo", hexid(big)))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        (&v["span_count"], &v["returned"], &v["truncated"]),
+        (&json!(1500), &json!(1000), &json!(true)),
+        "{}",
+        &v.to_string()[..300]
+    );
     let (code, v) = srv.get("/api/v1/routes?project=demo&service=shop").await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["routes"].as_array().unwrap().len(), 4, "{v}");
@@ -314,6 +343,7 @@ async fn feed(srv: &Server) -> serde_json::Value {
         "routes": {"/orders/{id}": 120, "/health": 50, "/slow": 10, "/error": 7},
         "slowest": "/slow",
         "trace": {"id": hexid(order), "spans": 5, "statement": "SELECT * FROM order_items WHERE order_id = $1"},
+        "big_trace": {"id": hexid(big), "spans": 1500, "first_page": 1000},
         "error": {"type": "RuntimeError", "stack": "raise RuntimeError(\"boom\")"},
         "alerts": ["event loop", "memory"],
     })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::receive::{Batch, RuntimePoint, ServiceInfo};
-use super::{Refusal, Shared, store};
+use super::{Refusal, Shared, auth, store};
 
 pub fn router(shared: Arc<Shared>) -> Router {
     let api = Router::new()
@@ -43,22 +43,26 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn eq_ct(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// How a request proved it holds the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Bearer,
+    Cookie,
+    Query,
 }
 
-/// The token a request carries, and whether it came from the query (→ set the cookie).
-fn presented(headers: &HeaderMap, query: Option<&str>) -> (Option<String>, bool) {
+/// The token a request carries, and how.
+fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<(String, Via)> {
     if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
         && let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))
     {
-        return (Some(t.trim().to_string()), false);
+        return Some((t.trim().to_string(), Via::Bearer));
     }
     for c in headers.get_all(header::COOKIE) {
         if let Ok(c) = c.to_str() {
             for part in c.split(';') {
                 if let Some(t) = part.trim().strip_prefix("obs_stack_token=") {
-                    return (Some(t.to_string()), false);
+                    return Some((t.to_string(), Via::Cookie));
                 }
             }
         }
@@ -66,31 +70,43 @@ fn presented(headers: &HeaderMap, query: Option<&str>) -> (Option<String>, bool)
     if let Some(q) = query {
         for part in q.split('&') {
             if let Some(t) = part.strip_prefix("token=") {
-                return (Some(t.to_string()), true);
+                return Some((t.to_string(), Via::Query));
             }
         }
     }
-    (None, false)
+    None
 }
 
+/// Token check on everything but /healthz, and the same-origin rule for state-changing calls
+/// that ride the cookie (or a token in the URL, which a page elsewhere could have copied into a
+/// form): a page on another origin cannot make the browser create a project or post checks.
 async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let (tok, from_query) = presented(req.headers(), req.uri().query());
-    match tok {
-        Some(t) if eq_ct(&t, &shared.token) => {
-            let mut resp = next.run(req).await;
-            if from_query {
-                let cookie = format!("obs_stack_token={t}; Path=/; HttpOnly; SameSite=Strict");
-                if let Ok(v) = HeaderValue::from_str(&cookie) {
-                    resp.headers_mut().append(header::SET_COOKIE, v);
-                }
-            }
-            resp
-        }
-        _ => err(
+    let presented = presented(req.headers(), req.uri().query());
+    let Some((t, via)) = presented.filter(|(t, _)| auth::token_ok(t) && auth::same(t, &shared.token))
+    else {
+        return err(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token (see `obs-stack serve token`)",
-        ),
+        );
+    };
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe && via != Via::Bearer {
+        let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok());
+        if !auth::same_origin(h(header::HOST), h(header::ORIGIN), h(header::REFERER)) {
+            return err(
+                StatusCode::FORBIDDEN,
+                "cross-origin request refused: a state-changing call with the cookie must come from this server's own pages (scripts: use Authorization: Bearer)",
+            );
+        }
     }
+    let mut resp = next.run(req).await;
+    if via == Via::Query {
+        let cookie = format!("obs_stack_token={t}; Path=/; HttpOnly; SameSite=Strict");
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
 }
 
 fn err(code: StatusCode, msg: &str) -> Response {
@@ -113,6 +129,7 @@ pub struct Params {
     error: Option<bool>,
     min_duration_ms: Option<f64>,
     limit: Option<usize>,
+    after: Option<String>,
 }
 
 struct Scope {
@@ -145,15 +162,80 @@ fn scope(shared: &Shared, p: &Params) -> Result<Scope, Box<Response>> {
     })
 }
 
+/// What an answer may hold, and the share of the query memory it takes while it is built
+/// and sent (the bytes, and the decoded rows and JSON values behind them).
+const SMALL: usize = 2 << 20;
+const LARGE: usize = 12 << 20;
+/// A trace page's answer budget (the spans' text; see `store::trace_page`).
+const TRACE_PAGE_BYTES: usize = 2 << 20;
+const TRACE_PAGE_SPANS: usize = 1_000;
+const TRACE_PAGE_MAX_SPANS: usize = 10_000;
+
+/// A read that found nothing: 404 with this message.
+#[derive(Debug)]
+struct NotFound(&'static str);
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "2")],
+        axum::Json(json!({"error": "the server is answering other queries at the limit of its memory; retry shortly"})),
+    )
+        .into_response()
+}
+
+/// Runs a read on a reader connection, off the async threads, under a share of the query
+/// memory of `reserve` bytes, and answers its JSON. The share is held until the last byte of
+/// the answer has been taken by the connection, so a client that does not read cannot pile
+/// answers up outside the cap.
 async fn blocking<T: serde::Serialize + Send + 'static>(
     shared: Arc<Shared>,
+    reserve: usize,
     f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<T> + Send + 'static,
 ) -> Response {
-    match tokio::task::spawn_blocking(move || shared.with_reader(f)).await {
-        Ok(Ok(v)) => ok(serde_json::to_value(v).unwrap_or(Value::Null)),
-        Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    let Some(permit) = shared.query_share(reserve).await else {
+        return busy();
+    };
+    let r = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u8>> {
+        let v = shared.with_reader(f)?;
+        Ok(serde_json::to_vec(&v)?)
+    })
+    .await;
+    match r {
+        Ok(Ok(bytes)) => json_body(bytes, permit),
+        Ok(Err(e)) => match e.downcast_ref::<NotFound>() {
+            Some(nf) => err(StatusCode::NOT_FOUND, nf.0),
+            None => err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+        },
         Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// A JSON answer sent in 64 KiB pieces; `permit` goes with the last one.
+fn json_body(bytes: Vec<u8>, permit: tokio::sync::OwnedSemaphorePermit) -> Response {
+    let mut rest = axum::body::Bytes::from(bytes);
+    let mut permit = Some(permit);
+    let chunks = futures_util::stream::poll_fn(move |_| {
+        if rest.is_empty() {
+            permit.take();
+            return std::task::Poll::Ready(None);
+        }
+        let n = rest.len().min(64 << 10);
+        std::task::Poll::Ready(Some(Ok::<_, std::convert::Infallible>(rest.split_to(n))))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 macro_rules! scoped {
@@ -166,7 +248,7 @@ macro_rules! scoped {
 }
 
 async fn list_projects(State(shared): State<Arc<Shared>>) -> Response {
-    blocking(shared, |c| {
+    blocking(shared, SMALL, |c| {
         Ok(store::projects(c)?
             .into_iter()
             .map(|(_, name, key)| json!({"project": name, "ingest_key": key}))
@@ -205,7 +287,7 @@ async fn add_project(State(shared): State<Arc<Shared>>, body: axum::body::Bytes)
 
 async fn services(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
     let s = scoped!(shared, p);
-    blocking(shared.clone(), move |c| {
+    blocking(shared.clone(), SMALL, move |c| {
         Ok(json!({"project": s.project, "from": s.from, "to": s.to, "services": store::services(c, s.pid, s.from, s.to)?}))
     })
     .await
@@ -216,7 +298,7 @@ async fn routes(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> R
     let Some(service) = p.service.clone() else {
         return err(StatusCode::BAD_REQUEST, "service= is required");
     };
-    blocking(shared.clone(), move |c| {
+    blocking(shared.clone(), SMALL, move |c| {
         Ok(
             json!({"project": s.project, "service": service, "from": s.from, "to": s.to,
                   "routes": store::routes(c, s.pid, &service, s.from, s.to)?}),
@@ -230,11 +312,15 @@ async fn series(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> R
     let Some(service) = p.service.clone() else {
         return err(StatusCode::BAD_REQUEST, "service= is required");
     };
-    let step = p.step.unwrap_or(((s.to - s.from) / 60).max(10_000));
+    let step = store::series_step(
+        s.from,
+        s.to,
+        p.step.unwrap_or(((s.to - s.from) / 60).max(10_000)),
+    );
     let route = p.route.clone();
-    blocking(shared.clone(), move |c| {
+    blocking(shared.clone(), SMALL, move |c| {
         let pts = store::series(c, s.pid, &service, route.as_deref(), s.from, s.to, step)?;
-        Ok(json!({"project": s.project, "service": service, "route": route, "step": step.max(10_000) / 10_000 * 10_000, "points": pts}))
+        Ok(json!({"project": s.project, "service": service, "route": route, "step": step, "points": pts}))
     })
     .await
 }
@@ -249,12 +335,15 @@ async fn traces(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> R
         min_duration_ms: p.min_duration_ms,
         limit: p.limit.unwrap_or(50),
     };
-    blocking(shared.clone(), move |c| {
+    blocking(shared.clone(), SMALL, move |c| {
         Ok(json!({"project": s.project, "traces": store::traces(c, s.pid, s.from, s.to, &f)?}))
     })
     .await
 }
 
+/// `GET /api/v1/traces/{id}`: one page of the trace (`limit` spans, 1,000 by default and
+/// 10,000 at most, and about 2 MB), in start order; `truncated` and `next` (pass it back as
+/// `after=`) when the trace has more.
 async fn trace(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
@@ -267,25 +356,36 @@ async fn trace(
     if tid.len() != 16 {
         return err(StatusCode::BAD_REQUEST, "trace id must be 32 hex characters");
     }
-    let r = tokio::task::spawn_blocking({
-        let shared = shared.clone();
-        move || shared.with_reader(|c| store::trace(c, s.pid, &tid))
-    })
-    .await;
-    match r {
-        Ok(Ok(spans)) if spans.is_empty() => err(StatusCode::NOT_FOUND, "no such trace"),
-        Ok(Ok(spans)) => {
-            ok(json!({"trace_id": id.to_ascii_lowercase(), "span_count": spans.len(), "spans": spans}))
+    let after = match p.after.as_deref().map(store::SpanCursor::parse) {
+        None => None,
+        Some(Some(c)) => Some(c),
+        Some(None) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "after= must be the `next` value of the previous page",
+            );
         }
-        Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
-        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
+    };
+    let limit = p
+        .limit
+        .unwrap_or(TRACE_PAGE_SPANS)
+        .clamp(1, TRACE_PAGE_MAX_SPANS);
+    let id = id.trim().to_ascii_lowercase();
+    blocking(shared.clone(), LARGE, move |c| {
+        let page = store::trace_page(c, s.pid, &tid, after.as_ref(), limit, TRACE_PAGE_BYTES)?;
+        if page.span_count == 0 {
+            anyhow::bail!(NotFound("no such trace"));
+        }
+        Ok(json!({"trace_id": id, "span_count": page.span_count, "returned": page.spans.len(),
+                  "truncated": page.truncated, "next": page.next, "spans": page.spans}))
+    })
+    .await
 }
 
 async fn errors(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
     let s = scoped!(shared, p);
     let service = p.service.clone();
-    blocking(shared.clone(), move |c| {
+    blocking(shared.clone(), SMALL, move |c| {
         Ok(json!({"project": s.project, "errors": store::error_groups(c, s.pid, service.as_deref(), s.from, None)?}))
     })
     .await
@@ -297,24 +397,23 @@ async fn error_group(
     Query(p): Query<Params>,
 ) -> Response {
     let s = scoped!(shared, p);
-    let r = tokio::task::spawn_blocking({
-        let shared = shared.clone();
-        move || shared.with_reader(|c| store::error_groups(c, s.pid, None, 0, Some(&id)))
+    blocking(shared.clone(), SMALL, move |c| {
+        let mut g = store::error_groups(c, s.pid, None, 0, Some(&id))?;
+        if g.is_empty() {
+            anyhow::bail!(NotFound("no such error group"));
+        }
+        Ok(g.remove(0))
     })
-    .await;
-    match r {
-        Ok(Ok(mut g)) if !g.is_empty() => ok(serde_json::to_value(g.remove(0)).unwrap_or(Value::Null)),
-        Ok(Ok(_)) => err(StatusCode::NOT_FOUND, "no such error group"),
-        Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
-        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
+    .await
 }
 
 async fn runtime(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
     let s = scoped!(shared, p);
     let service = p.service.clone();
-    blocking(shared.clone(), move |c| {
-        Ok(json!({"project": s.project, "series": store::runtime(c, s.pid, service.as_deref(), s.from, s.to)?}))
+    let step = p.step.unwrap_or(10_000);
+    blocking(shared.clone(), LARGE, move |c| {
+        let r = store::runtime(c, s.pid, service.as_deref(), s.from, s.to, step)?;
+        Ok(json!({"project": s.project, "step": r.step, "truncated": r.truncated, "series": r.series}))
     })
     .await
 }
@@ -330,6 +429,7 @@ fn stats_value(shared: &Shared, c: &rusqlite::Connection) -> anyhow::Result<Valu
         },
         "dropped": {"retention": n["dropped_retention"], "out_of_window": n["dropped_out_of_window"]},
         "requests": n["requests"],
+        "api_busy": n["api_busy"],
         "db_size_bytes": store::db_size(c)?,
         "max_size_bytes": shared.config.max_size,
         "retention_ms": shared.config.retention_ms,
@@ -471,6 +571,9 @@ fn label(v: &str) -> String {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(_share) = shared.query_share(LARGE).await else {
+        return busy();
+    };
     let r = tokio::task::spawn_blocking({
         let shared = shared.clone();
         move || {
@@ -553,7 +656,7 @@ async fn analysis(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) ->
     let Some(service) = p.service.clone() else {
         return err(StatusCode::BAD_REQUEST, "service= is required");
     };
-    blocking(shared.clone(), move |c| {
+    blocking(shared.clone(), 2 * LARGE, move |c| {
         let f = store::TraceFilter {
             service: Some(service.clone()),
             route: None,
@@ -567,8 +670,9 @@ async fn analysis(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) ->
             let Ok(tid) = hex::decode(&row.trace_id) else {
                 continue;
             };
-            let spans = store::trace(c, s.pid, &tid)?;
-            traces.push(json!({"trace_id": row.trace_id, "spans": spans}));
+            // the first spans of each trace: enough for N+1 and the slowest child, bounded
+            let page = store::trace_page(c, s.pid, &tid, None, 200, 128 << 10)?;
+            traces.push(json!({"trace_id": row.trace_id, "spans": page.spans}));
         }
         let findings = crate::analysis::analyze_traces(&traces);
         Ok(

@@ -8,6 +8,7 @@
 //! the OTLP requests answered, so an acknowledged request is on disk. The JSON API (`api`)
 //! reads through its own connections. Nothing here touches Docker or the other commands.
 pub mod api;
+pub mod auth;
 pub mod derive;
 pub mod errors;
 pub mod grpc;
@@ -35,8 +36,10 @@ use store::Counters;
 
 /// Largest request body accepted, after decompression (OTLP/HTTP and gRPC).
 pub const MAX_BODY: usize = 16 << 20;
-/// Memory the process needs besides ingest buffers (runtime, SQLite caches, API).
+/// Memory the process needs besides ingest buffers and answers (runtime, SQLite caches).
 const BASE_MEMORY: u64 = 64 << 20;
+/// How long an API call waits for a share of the query memory before it answers 503.
+const QUERY_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -68,7 +71,8 @@ pub enum Refusal {
 }
 
 struct Keys {
-    by_key: HashMap<String, String>,
+    /// project by the SHA-256 of its ingest key (see `auth::key_digest`)
+    by_key: HashMap<[u8; 32], String>,
     loaded: Instant,
 }
 
@@ -78,6 +82,10 @@ pub struct Shared {
     keys: RwLock<Keys>,
     budget: Arc<Semaphore>,
     budget_kib: usize,
+    /// The API's part of the memory cap: every answer holds a share of it until it is sent,
+    /// so queries are bounded like ingest, and a flood of ingest cannot starve them.
+    queries: Arc<Semaphore>,
+    queries_kib: usize,
     queue: mpsc::SyncSender<Job>,
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
@@ -101,6 +109,24 @@ impl Shared {
         }
     }
 
+    /// A share of the API's memory for an answer of up to `bytes`, waiting a little for one;
+    /// `None` (the caller answers 503) when queries hold it all for that long.
+    pub async fn query_share(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = (bytes / 1024).clamp(1, self.queries_kib) as u32;
+        let permit = tokio::time::timeout(
+            QUERY_WAIT,
+            self.queries.clone().acquire_many_owned(kib),
+        )
+        .await;
+        match permit {
+            Ok(Ok(p)) => Some(p),
+            _ => {
+                self.counters.api_busy.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
     /// Grows a share to cover `bytes` in total.
     pub fn grow(&self, permit: &mut OwnedSemaphorePermit, bytes: usize) -> std::result::Result<(), Refusal> {
         let want = (bytes / 1024).clamp(1, self.budget_kib);
@@ -113,27 +139,37 @@ impl Shared {
     }
 
     /// The project of an ingest key; an unknown key re-reads the keys at most once a second,
-    /// so `serve project add` works against a running server.
+    /// so `serve project add` works against a running server. Anything but a well-formed key
+    /// is refused before any lookup.
     pub fn project_for_key(&self, key: Option<&str>) -> Option<String> {
         let key = key?.trim();
-        if key.is_empty() {
+        if !auth::key_ok(key) {
             return None;
         }
-        if let Some(p) = self.keys.read().ok()?.by_key.get(key) {
+        let digest = auth::key_digest(key);
+        if let Some(p) = self.keys.read().ok()?.by_key.get(&digest) {
             return Some(p.clone());
         }
         let stale = self.keys.read().ok()?.loaded.elapsed() >= Duration::from_secs(1);
         if stale {
             self.reload_keys();
-            return self.keys.read().ok()?.by_key.get(key).cloned();
+            return self.keys.read().ok()?.by_key.get(&digest).cloned();
         }
         None
     }
 
     pub fn reload_keys(&self) {
         let projects = self.with_reader(store::projects).unwrap_or_default();
+        let mut by_key = HashMap::new();
+        for (_, name, key) in projects {
+            if auth::key_ok(&key) {
+                by_key.insert(auth::key_digest(&key), name);
+            } else {
+                tracing::warn!("project {name:?} has a malformed ingest key in the database; it is not accepted");
+            }
+        }
         if let Ok(mut k) = self.keys.write() {
-            k.by_key = projects.into_iter().map(|(_, name, key)| (key, name)).collect();
+            k.by_key = by_key;
             k.loaded = Instant::now();
         }
     }
@@ -218,8 +254,10 @@ pub async fn run(config: Config) -> Result<()> {
         deriver.seed(&p, &s, &r);
     }
     let readers = (0..2).map(|_| store::open(&dir)).collect::<Result<Vec<_>>>()?;
-    let budget_bytes = config.max_memory.saturating_sub(BASE_MEMORY).max(8 << 20);
-    let budget_kib = (budget_bytes / 1024) as usize;
+    // what is left after the base is split: a quarter for answers, the rest for ingest
+    let left = config.max_memory.saturating_sub(BASE_MEMORY).max(8 << 20);
+    let queries_kib = (left / 4 / 1024) as usize;
+    let budget_kib = (left / 1024) as usize - queries_kib;
     let (tx, rx) = mpsc::sync_channel::<Job>(1024);
     let shared = Arc::new(Shared {
         counters,
@@ -230,6 +268,8 @@ pub async fn run(config: Config) -> Result<()> {
         }),
         budget: Arc::new(Semaphore::new(budget_kib)),
         budget_kib,
+        queries: Arc::new(Semaphore::new(queries_kib)),
+        queries_kib,
         queue: tx,
         readers: readers.into_iter().map(Mutex::new).collect(),
         next_reader: Default::default(),

@@ -43,10 +43,12 @@ pub struct Counters {
     pub dropped_retention: AtomicU64,
     pub dropped_out_of_window: AtomicU64,
     pub requests: AtomicU64,
+    /// API calls answered 503: no share of the query memory within the wait
+    pub api_busy: AtomicU64,
 }
 
 impl Counters {
-    fn fields(&self) -> [(&'static str, &AtomicU64); 11] {
+    fn fields(&self) -> [(&'static str, &AtomicU64); 12] {
         [
             ("received_spans", &self.received_spans),
             ("received_points", &self.received_points),
@@ -59,6 +61,7 @@ impl Counters {
             ("dropped_retention", &self.dropped_retention),
             ("dropped_out_of_window", &self.dropped_out_of_window),
             ("requests", &self.requests),
+            ("api_busy", &self.api_busy),
         ]
     }
 
@@ -151,7 +154,7 @@ pub fn project_add(conn: &Connection, name: &str) -> Result<String> {
     {
         return Ok(k);
     }
-    let key = format!("osk_{}", random_hex(24)?);
+    let key = format!("{}{}", super::auth::KEY_PREFIX, random_hex(24)?);
     conn.execute(
         "INSERT OR IGNORE INTO projects(name, ingest_key, created_ms) VALUES (?1, ?2, ?3)",
         params![name, key, now_ms()],
@@ -176,18 +179,21 @@ pub fn random_hex(bytes: usize) -> Result<String> {
     Ok(hex::encode(b))
 }
 
-/// The API token, made at first start into `<dir>/token` (mode 0600).
+/// The API token, made at first start into `<dir>/token` (mode 0600). A file that holds no
+/// valid token (emptied, truncated, edited to something short) is replaced by a new token and
+/// the replacement is said on stderr: an empty token once let `?token=` in.
 pub fn token(dir: &Path) -> Result<String> {
     let path = dir.join(TOKEN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let replace = match std::fs::read_to_string(&path) {
+        Ok(t) if super::auth::token_ok(t.trim()) => return Ok(t.trim().to_string()),
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => true,
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let t = random_hex(32)?;
-    let tmp = dir.join(".token.tmp");
+    let t = random_hex(super::auth::TOKEN_LEN / 2)?;
+    let tmp = dir.join(format!(".token.{}.tmp", std::process::id()));
     {
         use std::io::Write;
         let mut opts = std::fs::OpenOptions::new();
@@ -200,10 +206,25 @@ pub fn token(dir: &Path) -> Result<String> {
         f.write_all(t.as_bytes())?;
         f.sync_all()?;
     }
+    if replace {
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+        eprintln!(
+            "warning: {} held no valid access token (empty or shorter than {} characters); a new one was made: old UI links and sessions no longer work",
+            path.display(),
+            super::auth::TOKEN_LEN
+        );
+        return Ok(t);
+    }
     // another process may have won the race: keep whichever landed first
     if std::fs::hard_link(&tmp, &path).is_err() {
         let _ = std::fs::remove_file(&tmp);
-        return Ok(std::fs::read_to_string(&path)?.trim().to_string());
+        let won = std::fs::read_to_string(&path)?.trim().to_string();
+        anyhow::ensure!(
+            super::auth::token_ok(&won),
+            "{} holds no valid access token",
+            path.display()
+        );
+        return Ok(won);
     }
     let _ = std::fs::remove_file(&tmp);
     Ok(t)
@@ -650,45 +671,52 @@ struct RedRow {
     hist: Hist,
 }
 
-fn red_rows(
+/// Calls `f` with every RED row of the range, one at a time: an answer's memory is its
+/// aggregate (bounded by the cardinality caps), never the rows of the range (a day of 10 s
+/// buckets for 200 routes is millions). Per service, metrics win over spans: agents' metrics
+/// count every request.
+fn fold_red(
     conn: &Connection,
     pid: i64,
     from: i64,
     to: i64,
     service: Option<&str>,
     route: Option<&str>,
-) -> Result<Vec<RedRow>> {
+    mut f: impl FnMut(RedRow),
+) -> Result<()> {
+    let from = from.saturating_sub(from.rem_euclid(10_000));
+    let with_metrics: BTreeSet<String> = {
+        let mut st = conn.prepare_cached(
+            "SELECT DISTINCT service FROM red WHERE pid=?1 AND bucket_ms >= ?2 AND bucket_ms < ?3
+               AND source = 'm' AND (?4 IS NULL OR service = ?4)",
+        )?;
+        let rows = st.query_map(params![pid, from, to, service], |r| r.get(0))?;
+        rows.collect::<std::result::Result<_, _>>()?
+    };
     let mut st = conn.prepare_cached(
         "SELECT service, route, method, class, bucket_ms, source, count, hist FROM red
          WHERE pid=?1 AND bucket_ms >= ?2 AND bucket_ms < ?3
            AND (?4 IS NULL OR service = ?4) AND (?5 IS NULL OR route = ?5)",
     )?;
-    let rows = st.query_map(
-        params![pid, from - from.rem_euclid(10_000), to, service, route],
-        |r| {
-            Ok(RedRow {
-                service: r.get(0)?,
-                route: r.get(1)?,
-                method: r.get(2)?,
-                class: r.get(3)?,
-                bucket_ms: r.get(4)?,
-                source: r.get(5)?,
-                count: r.get(6)?,
-                hist: Hist::decode(&r.get::<_, Vec<u8>>(7)?),
-            })
-        },
-    )?;
-    let rows: Vec<RedRow> = rows.collect::<std::result::Result<_, _>>()?;
-    // per service, metrics win over spans: agents' metrics count every request
-    let with_metrics: BTreeSet<String> = rows
-        .iter()
-        .filter(|r| r.source == "m")
-        .map(|r| r.service.clone())
-        .collect();
-    Ok(rows
-        .into_iter()
-        .filter(|r| r.source == "m" || !with_metrics.contains(&r.service))
-        .collect())
+    let mut rows = st.query(params![pid, from, to, service, route])?;
+    while let Some(r) = rows.next()? {
+        let service: String = r.get(0)?;
+        let source: String = r.get(5)?;
+        if source != "m" && with_metrics.contains(&service) {
+            continue;
+        }
+        f(RedRow {
+            service,
+            route: r.get(1)?,
+            method: r.get(2)?,
+            class: r.get(3)?,
+            bucket_ms: r.get(4)?,
+            source,
+            count: r.get(6)?,
+            hist: Hist::decode(&r.get::<_, Vec<u8>>(7)?),
+        });
+    }
+    Ok(())
 }
 
 fn round(v: f64) -> f64 {
@@ -702,7 +730,7 @@ fn q(h: &Hist, p: f64) -> Option<f64> {
 pub fn services(conn: &Connection, pid: i64, from: i64, to: i64) -> Result<Vec<ServiceRow>> {
     let secs = ((to - from) as f64 / 1000.0).max(1.0);
     let mut agg: BTreeMap<String, (f64, f64, Hist, &'static str)> = BTreeMap::new();
-    for r in red_rows(conn, pid, from, to, None, None)? {
+    fold_red(conn, pid, from, to, None, None, |r| {
         let e = agg
             .entry(r.service.clone())
             .or_insert_with(|| (0.0, 0.0, Hist::default(), "spans"));
@@ -714,7 +742,7 @@ pub fn services(conn: &Connection, pid: i64, from: i64, to: i64) -> Result<Vec<S
         if r.source == "m" {
             e.3 = "metrics";
         }
-    }
+    })?;
     let mut st = conn.prepare_cached(
         "SELECT name, language, sdk, sdk_version, agent, agent_version, last_seen_ms FROM services WHERE pid=?1 ORDER BY name",
     )?;
@@ -779,7 +807,7 @@ type Agg = (f64, f64, Hist, BTreeMap<String, f64>);
 pub fn routes(conn: &Connection, pid: i64, service: &str, from: i64, to: i64) -> Result<Vec<RouteRow>> {
     let secs = ((to - from) as f64 / 1000.0).max(1.0);
     let mut agg: BTreeMap<(String, String), Agg> = BTreeMap::new();
-    for r in red_rows(conn, pid, from, to, Some(service), None)? {
+    fold_red(conn, pid, from, to, Some(service), None, |r| {
         let e = agg.entry((r.route, r.method)).or_default();
         e.0 += r.count;
         if r.class == "5xx" {
@@ -787,7 +815,7 @@ pub fn routes(conn: &Connection, pid: i64, service: &str, from: i64, to: i64) ->
         }
         e.2.merge(&r.hist);
         *e.3.entry(r.class).or_default() += r.count;
-    }
+    })?;
     let mut out: Vec<RouteRow> = agg
         .into_iter()
         .map(|((route, method), (calls, errors, hist, classes))| RouteRow {
@@ -804,6 +832,22 @@ pub fn routes(conn: &Connection, pid: i64, service: &str, from: i64, to: i64) ->
         .collect();
     out.sort_by(|a, b| b.calls.total_cmp(&a.calls));
     Ok(out)
+}
+
+/// Points a series answer holds at most: the step grows with the range to stay under it.
+pub const MAX_POINTS: i64 = 1_000;
+
+/// The step of a series over [from, to): whole 10 s buckets, at least `step`, and coarse
+/// enough that the range makes at most [`MAX_POINTS`] points.
+pub fn series_step(from: i64, to: i64, step: i64) -> i64 {
+    let span = to.saturating_sub(from).max(0);
+    let min = span / MAX_POINTS + 1;
+    let step = step.max(10_000) / 10_000 * 10_000;
+    if step >= min {
+        step
+    } else {
+        min.saturating_add(9_999) / 10_000 * 10_000
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -826,9 +870,9 @@ pub fn series(
     to: i64,
     step: i64,
 ) -> Result<Vec<SeriesPoint>> {
-    let step = step.max(10_000) / 10_000 * 10_000;
+    let step = series_step(from, to, step);
     let mut agg: BTreeMap<i64, (f64, f64, Hist, BTreeMap<String, f64>)> = BTreeMap::new();
-    for r in red_rows(conn, pid, from, to, Some(service), route)? {
+    fold_red(conn, pid, from, to, Some(service), route, |r| {
         let ts = r.bucket_ms.div_euclid(step) * step;
         let e = agg.entry(ts).or_default();
         e.0 += r.count;
@@ -837,7 +881,7 @@ pub fn series(
         }
         e.2.merge(&r.hist);
         *e.3.entry(r.class).or_default() += r.count;
-    }
+    })?;
     Ok(agg
         .into_iter()
         .map(|(ts, (calls, errors, hist, by_class))| SeriesPoint {
@@ -988,19 +1032,96 @@ fn kind_name(k: i64) -> &'static str {
     }
 }
 
-pub fn trace(conn: &Connection, pid: i64, trace_id: &[u8]) -> Result<Vec<SpanOut>> {
-    let mut out = Vec::new();
-    for (h, _) in partitions(conn)? {
+/// Where a page of a trace starts: after the span at (start, span id), the order spans are
+/// returned in. Written `<start_ns>-<span id hex>` in the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpanCursor {
+    pub start_ns: i64,
+    pub span_id: Vec<u8>,
+}
+
+impl SpanCursor {
+    pub fn parse(s: &str) -> Option<SpanCursor> {
+        let (ns, id) = s.trim().split_once('-')?;
+        Some(SpanCursor {
+            start_ns: ns.parse().ok()?,
+            span_id: hex::decode(id).ok().filter(|b| b.len() <= 16)?,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        format!("{}-{}", self.start_ns, hex::encode(&self.span_id))
+    }
+}
+
+/// One page of a trace's spans in (start, span id) order: at most `limit` spans and about
+/// `max_bytes` of answer (always at least one span), the trace's total span count, and the
+/// cursor of the next page when there is more. Memory is bounded by the page, not the trace:
+/// each partition is asked for at most `limit + 1` rows, sorted by SQLite's bounded top-N sort.
+#[derive(Debug, Serialize)]
+pub struct TracePage {
+    pub span_count: i64,
+    pub spans: Vec<SpanOut>,
+    pub truncated: bool,
+    pub next: Option<String>,
+}
+
+pub fn trace_page(
+    conn: &Connection,
+    pid: i64,
+    trace_id: &[u8],
+    after: Option<&SpanCursor>,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<TracePage> {
+    let limit = limit.max(1);
+    let parts = partitions(conn)?;
+    let mut total = 0i64;
+    for (h, _) in &parts {
+        total += conn
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM {} WHERE trace_id = ?1 AND +pid = ?2",
+                part_table(*h)
+            ))?
+            .query_row(params![trace_id, pid], |r| r.get::<_, i64>(0))?;
+    }
+    let (after_ns, after_id) = after
+        .map(|c| (c.start_ns, c.span_id.clone()))
+        .unwrap_or((i64::MIN, Vec::new()));
+    let mut spans: Vec<SpanOut> = Vec::new();
+    let mut bytes = 0usize;
+    let mut more = false;
+    // partitions hold spans by start hour, so walking them in order walks the trace in order
+    'parts: for (h, _) in parts {
+        if (h.saturating_add(1)).saturating_mul(HOUR_MS).saturating_mul(1_000_000) <= after_ns {
+            continue;
+        }
         let mut st = conn.prepare_cached(&format!(
             "SELECT span_id, parent_id, service, name, kind, start_ns, dur_ns, status, status_message,
                     http_status, route, method, error, attrs, events
-             FROM {} WHERE trace_id = ?1 AND +pid = ?2",
+             FROM {} WHERE trace_id = ?1 AND +pid = ?2 AND (start_ns > ?3 OR (start_ns = ?3 AND span_id > ?4))
+             ORDER BY start_ns, span_id LIMIT ?5",
             part_table(h)
         ))?;
-        let rows = st.query_map(params![trace_id, pid], |r| {
+        let mut rows = st.query(params![
+            trace_id,
+            pid,
+            after_ns,
+            after_id,
+            (limit + 1 - spans.len()) as i64
+        ])?;
+        while let Some(r) = rows.next()? {
+            let attrs: String = r.get(13)?;
+            let events: String = r.get(14)?;
+            let size = 400 + attrs.len() + events.len();
+            if spans.len() >= limit || (!spans.is_empty() && bytes + size > max_bytes) {
+                more = true;
+                break 'parts;
+            }
+            bytes += size;
             let start: i64 = r.get(5)?;
             let dur: i64 = r.get(6)?;
-            Ok(SpanOut {
+            spans.push(SpanOut {
                 trace_id: hex::encode(trace_id),
                 span_id: hex::encode(r.get::<_, Vec<u8>>(0)?),
                 parent_span_id: hex::encode(r.get::<_, Vec<u8>>(1)?),
@@ -1008,7 +1129,7 @@ pub fn trace(conn: &Connection, pid: i64, trace_id: &[u8]) -> Result<Vec<SpanOut
                 name: r.get(3)?,
                 kind: kind_name(r.get(4)?),
                 start_unix_nano: start.to_string(),
-                end_unix_nano: (start + dur).to_string(),
+                end_unix_nano: start.saturating_add(dur).to_string(),
                 start_ms: start as f64 / 1e6,
                 duration_ms: dur as f64 / 1e6,
                 status: match r.get::<_, i64>(7)? {
@@ -1021,16 +1142,28 @@ pub fn trace(conn: &Connection, pid: i64, trace_id: &[u8]) -> Result<Vec<SpanOut
                 route: r.get(10)?,
                 method: r.get(11)?,
                 error: r.get(12)?,
-                attributes: serde_json::from_str(&r.get::<_, String>(13)?).unwrap_or_default(),
-                events: serde_json::from_str(&r.get::<_, String>(14)?).unwrap_or_default(),
-            })
-        })?;
-        for r in rows {
-            out.push(r?);
+                attributes: serde_json::from_str(&attrs).unwrap_or_default(),
+                events: serde_json::from_str(&events).unwrap_or_default(),
+            });
         }
     }
-    out.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
-    Ok(out)
+    let next = if more {
+        spans.last().map(|s| {
+            SpanCursor {
+                start_ns: s.start_unix_nano.parse().unwrap_or(i64::MAX),
+                span_id: hex::decode(&s.span_id).unwrap_or_default(),
+            }
+            .render()
+        })
+    } else {
+        None
+    };
+    Ok(TracePage {
+        span_count: total,
+        truncated: (spans.len() as i64) < total,
+        spans,
+        next,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -1097,41 +1230,91 @@ pub struct RuntimeSeries {
     pub points: Vec<(i64, f64)>,
 }
 
+/// Points an answer of [`runtime`] holds at most, all series together (`truncated` says when
+/// series were left out): about 6 MB of JSON.
+pub const MAX_RUNTIME_POINTS: usize = 200_000;
+
+#[derive(Debug, Serialize)]
+pub struct RuntimeAnswer {
+    pub step: i64,
+    pub truncated: bool,
+    pub series: Vec<RuntimeSeries>,
+}
+
+/// Runtime series of the range, each averaged into `step`-wide points (see [`series_step`]),
+/// whole series until [`MAX_RUNTIME_POINTS`]. Rows are read in key order and folded as they come,
+/// so memory is the answer's, not the range's.
 pub fn runtime(
     conn: &Connection,
     pid: i64,
     service: Option<&str>,
     from: i64,
     to: i64,
-) -> Result<Vec<RuntimeSeries>> {
+    step: i64,
+) -> Result<RuntimeAnswer> {
+    let step = series_step(from, to, step);
+    // `+bucket_ms`: walk the primary key (pid, service, name, bucket) in order rather than
+    // the time index, which would need a sort of every row in the range
     let mut st = conn.prepare_cached(
         "SELECT service, name, unit, bucket_ms, value FROM runtime
-         WHERE pid = ?1 AND (?2 IS NULL OR service = ?2) AND bucket_ms >= ?3 AND bucket_ms < ?4
-         ORDER BY service, name, bucket_ms",
+         WHERE pid = ?1 AND (?2 IS NULL OR service = ?2) AND +bucket_ms >= ?3 AND +bucket_ms < ?4
+         ORDER BY pid, service, name, bucket_ms",
     )?;
-    let rows = st.query_map(params![pid, service, from - from.rem_euclid(10_000), to], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, f64>(4)?,
-        ))
-    })?;
+    let mut rows = st.query(params![
+        pid,
+        service,
+        from.saturating_sub(from.rem_euclid(10_000)),
+        to
+    ])?;
     let mut out: Vec<RuntimeSeries> = Vec::new();
-    for row in rows {
-        let (service, name, unit, ts, v) = row?;
-        match out.last_mut() {
-            Some(s) if s.service == service && s.name == name => s.points.push((ts, v)),
-            _ => out.push(RuntimeSeries {
+    let mut truncated = false;
+    let mut points = 0usize;
+    // the point being averaged: (bucket start, sum, n)
+    let mut acc: Option<(i64, f64, f64)> = None;
+    let flush = |out: &mut Vec<RuntimeSeries>, acc: &mut Option<(i64, f64, f64)>| {
+        if let (Some(s), Some((ts, sum, n))) = (out.last_mut(), acc.take()) {
+            s.points.push((ts, sum / n));
+        }
+    };
+    while let Some(r) = rows.next()? {
+        let service: String = r.get(0)?;
+        let name: String = r.get(1)?;
+        let ts = r.get::<_, i64>(3)?.div_euclid(step) * step;
+        let v: f64 = r.get(4)?;
+        let same_series = out
+            .last()
+            .is_some_and(|s| s.service == service && s.name == name);
+        if !same_series {
+            flush(&mut out, &mut acc);
+            points += out.last().map_or(0, |s| s.points.len());
+            if points >= MAX_RUNTIME_POINTS {
+                truncated = true;
+                break;
+            }
+            out.push(RuntimeSeries {
                 service,
                 name,
-                unit,
-                points: vec![(ts, v)],
-            }),
+                unit: r.get(2)?,
+                points: Vec::new(),
+            });
+        }
+        match acc.as_mut() {
+            Some((t, sum, n)) if *t == ts => {
+                *sum += v;
+                *n += 1.0;
+            }
+            _ => {
+                flush(&mut out, &mut acc);
+                acc = Some((ts, v, 1.0));
+            }
         }
     }
-    Ok(out)
+    flush(&mut out, &mut acc);
+    Ok(RuntimeAnswer {
+        step,
+        truncated,
+        series: out,
+    })
 }
 
 /// The current RED totals per series for /metrics: (project, service, route, method, class,

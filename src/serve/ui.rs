@@ -161,16 +161,11 @@ fn token_param(query: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Same comparison as the API's: constant time over equal lengths.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn index(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let Some(t) = token_param(req.uri().query()) else {
         return page(req.headers());
     };
-    if !same(&t, &shared.token) {
+    if !super::auth::same(&t, &shared.token) {
         // a wrong token: the page, no cookie; its API calls answer 401 and it asks for one
         return page(req.headers());
     }

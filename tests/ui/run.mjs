@@ -143,6 +143,16 @@ async function checks() {
   const detail = await page.textContent("#span-detail");
   check(detail.includes("db.statement") && detail.includes(expect.trace.statement), "a span's attributes and statement open below");
   await shot("trace");
+  // a trace over one answer: the banner says so, "Load the next" brings the rest
+  await page.goto(`${base}/#/trace/${expect.big_trace.id}`);
+  await settle("#trace-truncated");
+  const firstPage = await page.$$eval("#waterfall li", (lis) => lis.length);
+  check(firstPage === expect.big_trace.first_page, `a large trace shows its first page of ${expect.big_trace.first_page} spans (got ${firstPage})`);
+  check((await page.textContent("#trace-truncated")).includes(expect.big_trace.spans.toLocaleString("en-US")), "the banner says how many spans the trace has");
+  await shot("trace-truncated");
+  await page.click("#trace-more");
+  await page.waitForFunction((n) => document.querySelectorAll("#waterfall li").length === n, expect.big_trace.spans, { timeout: 15000 });
+  check(!(await page.$("#trace-truncated")), "after loading the rest, the whole trace is shown and the banner is gone");
 
   // 5. errors: the group, then its stack trace
   await page.goto(`${base}/#/errors`);

@@ -28,7 +28,8 @@ export interface Span {
   http_status: number; route: string; method: string; error: boolean;
   attributes: Record<string, unknown> | null; events: SpanEvent[] | null;
 }
-export interface Trace { trace_id: string; span_count: number; spans: Span[] }
+/** One page of a trace: the server bounds each answer (`truncated`, `next` → `after=`). */
+export interface Trace { trace_id: string; span_count: number; returned: number; truncated: boolean; next: string | null; spans: Span[] }
 export interface ErrorGroup {
   id: string; type: string; message: string; count: number; first_seen: number; last_seen: number;
   services: string[]; routes: string[]; stack_trace?: string | null; sample_trace_ids?: string[] | null;

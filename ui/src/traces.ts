@@ -85,16 +85,39 @@ function statement(s: Span): string | null {
   return typeof v === "string" ? v : null;
 }
 
+/** Pages of a trace the browser keeps at most: past that, the page says how many it shows. */
+const MAX_SPANS_SHOWN = 10_000;
+
 export async function tracePage(main: HTMLElement, rs: RouteState) {
-  const t = await get<Trace>(`/api/v1/traces/${encodeURIComponent(rs.arg)}`, { project: state.project });
-  const nodes = order(t.spans);
-  const start = Math.min(...t.spans.map((s) => s.start_ms));
-  const end = Math.max(...t.spans.map((s) => s.start_ms + s.duration_ms));
+  const first = await get<Trace>(`/api/v1/traces/${encodeURIComponent(rs.arg)}`, { project: state.project });
+  renderTrace(main, first, first.spans);
+}
+
+function renderTrace(main: HTMLElement, t: Trace, spans: Span[]) {
+  clear(main);
+  const nodes = order(spans);
+  // a loop, not Math.min(...spans): spreading thousands of arguments overflows the stack
+  let start = Infinity;
+  let end = -Infinity;
+  for (const s of spans) {
+    start = Math.min(start, s.start_ms);
+    end = Math.max(end, s.start_ms + s.duration_ms);
+  }
   const total = Math.max(end - start, 0.001);
   const root = nodes[0]?.span;
   main.appendChild(h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: link("traces") }, "Traces"), " / "));
   main.appendChild(h("h1", null, root ? `${root.service}: ${root.name}` : "Trace"));
   main.appendChild(h("p", { class: "muted" }, `${t.span_count} spans · ${fmtMs(total)} · trace ${t.trace_id} · started ${new Date(start).toLocaleString()}`));
+  if (spans.length < t.span_count) {
+    const more = t.next && spans.length < MAX_SPANS_SHOWN
+      ? h("button", { type: "button", id: "trace-more", onclick: async () => {
+          const page = await get<Trace>(`/api/v1/traces/${encodeURIComponent(t.trace_id)}`, { project: state.project, after: t.next });
+          renderTrace(main, page, spans.concat(page.spans));
+        } }, `Load the next ${Math.min(t.span_count - spans.length, 1000).toLocaleString()} spans`)
+      : null;
+    main.appendChild(h("p", { class: "banner", id: "trace-truncated", role: "status" },
+      `Showing the first ${spans.length.toLocaleString()} of ${t.span_count.toLocaleString()} spans: large traces are sent in pages. `, more));
+  }
   const detail = h("section", { class: "panel span-detail", id: "span-detail", "aria-live": "polite" });
   const rows = nodes.map(({ span: s, depth }) => {
     const left = ((s.start_ms - start) / total) * 100;
