@@ -519,7 +519,7 @@ run_doctor() {
     _rc=0
     "$BIN" doctor </dev/null || _rc=$?
     case "$_rc" in
-        0) say "doctor: ready. Next: obs-stack detect <container>, obs-stack init" ;;
+        0) say "doctor: ready. Next: in your compose project's folder (its containers running), run: obs-stack up" ;;
         3) say "doctor: obs-stack is installed, but the Docker engine is not reachable (see the fix above). This script does not install Docker: https://docs.docker.com/engine/install/" ;;
         4) say "doctor: obs-stack is installed, but you may not use the Docker socket (see the fix above)" ;;
         1) say "doctor: obs-stack is installed; something it needs is missing (see the fixes above)" ;;
