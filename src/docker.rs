@@ -31,6 +31,9 @@ pub enum DockerError {
     Api { status: Option<u16>, message: String },
 }
 
+/// How long [`Engine::remove`] waits out a removal the engine already has in progress.
+pub const REMOVE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The Docker host this process would use: `DOCKER_HOST` or the default local socket.
 pub fn docker_host() -> String {
     std::env::var("DOCKER_HOST")
@@ -327,17 +330,41 @@ impl Engine {
         }
     }
 
-    /// Removes a container (forcefully); anonymous volumes are kept unless `volumes`.
+    /// Removes a container (forcefully); anonymous volumes are kept unless `volumes`. Returns
+    /// once the container is gone: one already gone is fine, and one whose removal is already
+    /// in progress (409, as a loaded engine answers while it tears the container down) is
+    /// waited for and asked again, up to [`REMOVE_WAIT`] — callers rename or recreate under
+    /// the same name next, which fails while the old one still exists.
     pub async fn remove(&self, container: &str, volumes: bool) -> Result<(), DockerError> {
-        let opts = bollard::query_parameters::RemoveContainerOptions {
-            v: volumes,
-            force: true,
-            link: false,
-        };
-        self.docker
-            .remove_container(container, Some(opts))
-            .await
-            .map_err(|e| self.err(e, Some(container)))
+        let deadline = std::time::Instant::now() + REMOVE_WAIT;
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            let opts = bollard::query_parameters::RemoveContainerOptions {
+                v: volumes,
+                force: true,
+                link: false,
+            };
+            let e = match self.docker.remove_container(container, Some(opts)).await {
+                Ok(()) => return Ok(()),
+                Err(e) => self.err(e, Some(container)),
+            };
+            match e {
+                DockerError::NoSuchContainer(_)
+                | DockerError::Api {
+                    status: Some(404), ..
+                } => return Ok(()),
+                DockerError::Api {
+                    status: Some(409), ..
+                }
+                | DockerError::Api {
+                    status: Some(500), ..
+                } if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                e => return Err(e),
+            }
+        }
     }
 
     pub async fn rename(&self, container: &str, new_name: &str) -> Result<(), DockerError> {

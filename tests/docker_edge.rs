@@ -72,3 +72,36 @@ fn a_real_container_is_inspected_and_its_processes_listed() {
     assert_eq!(inspect.name.as_deref(), Some(format!("/{}", c.name).as_str()));
     assert!(procs.iter().any(|p| p.command.contains("sleep 300")), "{procs:?}");
 }
+
+#[test]
+fn removing_a_container_converges_whoever_else_is_removing_it() {
+    // A loaded engine answers 409 "removal already in progress" to a second removal (an
+    // inject's rollback once stopped there with neither container left); `remove` returns
+    // only once the container is gone, whatever else is removing it.
+    if !common::docker_tests_enabled("removing_a_container_converges_whoever_else_is_removing_it") {
+        return;
+    }
+    for round in 0..5 {
+        let c = common::TestContainer::run("rm", "obs-lab/base:bookworm", &[], &["sleep", "300"]);
+        let name = c.name.clone();
+        rt().block_on(async {
+            let engine = Engine::connect().await.unwrap();
+            let (a, b, cli) = tokio::join!(
+                engine.remove(&name, false),
+                engine.remove(&name, false),
+                tokio::task::spawn_blocking({
+                    let name = name.clone();
+                    move || common::docker(&["rm", "-f", &name])
+                }),
+            );
+            assert!(a.is_ok() && b.is_ok(), "round {round}: {a:?} {b:?}");
+            let _ = cli;
+            assert!(
+                engine.try_inspect(&name).await.unwrap().is_none(),
+                "round {round}: {name} still exists after remove returned"
+            );
+            // and an absent one is no error
+            engine.remove(&name, false).await.unwrap();
+        });
+    }
+}

@@ -231,7 +231,10 @@ async fn a_huge_trace_is_answered_in_bounded_pages_under_the_memory_cap() {
     assert_eq!(second[0], format!("{:016x}", 1001), "the page after the last one");
     assert!(!second.iter().any(|s| first.iter().any(|f| f == s)));
     let bad = c
-        .get(api(&srv, &format!("/api/v1/traces/{id}?project=demo&after=nonsense")))
+        .get(api(
+            &srv,
+            &format!("/api/v1/traces/{id}?project=demo&after=nonsense"),
+        ))
         .bearer_auth(&srv.token)
         .send()
         .await

@@ -195,8 +195,35 @@ async fn finish(engine: &Engine, store: &Store, rec: &mut Record, new_id: &str) 
 }
 
 /// Puts the old container back under its name (or, if it vanished, recreates the original
-/// from the saved spec), removing any new container holding the name.
+/// from the saved spec), removing any new container holding the name. Each attempt starts from
+/// what the engine has now, so a failed one (a loaded engine timing out) is simply tried
+/// again: the app must not be left with neither container.
 async fn rollback(engine: &Engine, store: &Store, rec: &mut Record) -> Result<String> {
+    let mut pause = std::time::Duration::from_secs(1);
+    let mut attempt = 1;
+    loop {
+        match rollback_once(engine, store, rec).await {
+            Ok(d) => return Ok(d),
+            Err(e) if attempt < ROLLBACK_ATTEMPTS => {
+                tracing::warn!("rollback attempt {attempt} failed, trying again: {e:#}");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "rolling back failed {ROLLBACK_ATTEMPTS} times; the journal keeps what was in progress: run `obs-inject --revert {}` (or inject again) once the engine answers",
+                    rec.name
+                )));
+            }
+        }
+    }
+}
+
+/// How often a rollback is attempted before the error is reported (with the journal kept).
+const ROLLBACK_ATTEMPTS: u32 = 4;
+
+async fn rollback_once(engine: &Engine, store: &Store, rec: &mut Record) -> Result<String> {
     let Some(j) = rec.journal.clone() else {
         return Ok("nothing to roll back".into());
     };

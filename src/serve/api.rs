@@ -82,8 +82,7 @@ fn presented(headers: &HeaderMap, query: Option<&str>) -> Option<(String, Via)> 
 /// form): a page on another origin cannot make the browser create a project or post checks.
 async fn auth(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let presented = presented(req.headers(), req.uri().query());
-    let Some((t, via)) = presented.filter(|(t, _)| auth::token_ok(t) && auth::same(t, &shared.token))
-    else {
+    let Some((t, via)) = presented.filter(|(t, _)| auth::token_ok(t) && auth::same(t, &shared.token)) else {
         return err(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token (see `obs-stack serve token`)",
@@ -312,11 +311,7 @@ async fn series(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> R
     let Some(service) = p.service.clone() else {
         return err(StatusCode::BAD_REQUEST, "service= is required");
     };
-    let step = store::series_step(
-        s.from,
-        s.to,
-        p.step.unwrap_or(((s.to - s.from) / 60).max(10_000)),
-    );
+    let step = store::series_step(s.from, s.to, p.step.unwrap_or(((s.to - s.from) / 60).max(10_000)));
     let route = p.route.clone();
     blocking(shared.clone(), SMALL, move |c| {
         let pts = store::series(c, s.pid, &service, route.as_deref(), s.from, s.to, step)?;
@@ -366,18 +361,17 @@ async fn trace(
             );
         }
     };
-    let limit = p
-        .limit
-        .unwrap_or(TRACE_PAGE_SPANS)
-        .clamp(1, TRACE_PAGE_MAX_SPANS);
+    let limit = p.limit.unwrap_or(TRACE_PAGE_SPANS).clamp(1, TRACE_PAGE_MAX_SPANS);
     let id = id.trim().to_ascii_lowercase();
     blocking(shared.clone(), LARGE, move |c| {
         let page = store::trace_page(c, s.pid, &tid, after.as_ref(), limit, TRACE_PAGE_BYTES)?;
         if page.span_count == 0 {
             anyhow::bail!(NotFound("no such trace"));
         }
-        Ok(json!({"trace_id": id, "span_count": page.span_count, "returned": page.spans.len(),
-                  "truncated": page.truncated, "next": page.next, "spans": page.spans}))
+        Ok(
+            json!({"trace_id": id, "span_count": page.span_count, "returned": page.spans.len(),
+                  "truncated": page.truncated, "next": page.next, "spans": page.spans}),
+        )
     })
     .await
 }

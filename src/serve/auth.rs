@@ -17,7 +17,8 @@ pub const KEY_LEN: usize = KEY_PREFIX.len() + 48;
 pub fn token_ok(t: &str) -> bool {
     t.len() >= TOKEN_LEN
         && t.len() <= 512
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Whether `k` has the shape of an ingest key we generate (prefix, length, hex).
@@ -106,7 +107,11 @@ mod tests {
         assert!(!same_origin(h, Some("http://evil.example"), None));
         assert!(!same_origin(h, Some("http://127.0.0.1:4319.evil.example"), None));
         assert!(!same_origin(h, Some("null"), None));
-        assert!(!same_origin(h, None, Some("http://evil.example/http://127.0.0.1:4319")));
+        assert!(!same_origin(
+            h,
+            None,
+            Some("http://evil.example/http://127.0.0.1:4319")
+        ));
         assert!(!same_origin(h, None, None));
         assert!(!same_origin(None, Some("http://127.0.0.1:4319"), None));
     }

@@ -113,11 +113,7 @@ impl Shared {
     /// `None` (the caller answers 503) when queries hold it all for that long.
     pub async fn query_share(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
         let kib = (bytes / 1024).clamp(1, self.queries_kib) as u32;
-        let permit = tokio::time::timeout(
-            QUERY_WAIT,
-            self.queries.clone().acquire_many_owned(kib),
-        )
-        .await;
+        let permit = tokio::time::timeout(QUERY_WAIT, self.queries.clone().acquire_many_owned(kib)).await;
         match permit {
             Ok(Ok(p)) => Some(p),
             _ => {
@@ -165,7 +161,9 @@ impl Shared {
             if auth::key_ok(&key) {
                 by_key.insert(auth::key_digest(&key), name);
             } else {
-                tracing::warn!("project {name:?} has a malformed ingest key in the database; it is not accepted");
+                tracing::warn!(
+                    "project {name:?} has a malformed ingest key in the database; it is not accepted"
+                );
             }
         }
         if let Ok(mut k) = self.keys.write() {

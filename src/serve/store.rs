@@ -1093,7 +1093,11 @@ pub fn trace_page(
     let mut more = false;
     // partitions hold spans by start hour, so walking them in order walks the trace in order
     'parts: for (h, _) in parts {
-        if (h.saturating_add(1)).saturating_mul(HOUR_MS).saturating_mul(1_000_000) <= after_ns {
+        if (h.saturating_add(1))
+            .saturating_mul(HOUR_MS)
+            .saturating_mul(1_000_000)
+            <= after_ns
+        {
             continue;
         }
         let mut st = conn.prepare_cached(&format!(
@@ -1281,9 +1285,7 @@ pub fn runtime(
         let name: String = r.get(1)?;
         let ts = r.get::<_, i64>(3)?.div_euclid(step) * step;
         let v: f64 = r.get(4)?;
-        let same_series = out
-            .last()
-            .is_some_and(|s| s.service == service && s.name == name);
+        let same_series = out.last().is_some_and(|s| s.service == service && s.name == name);
         if !same_series {
             flush(&mut out, &mut acc);
             points += out.last().map_or(0, |s| s.points.len());
