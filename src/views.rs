@@ -309,6 +309,32 @@ pub fn render_status(
 }
 
 /// `obs-stack traces`: recent traces, newest first.
+/// `traces SERVICE --route R` found nothing: the routes the service has, to pick from.
+pub fn render_unknown_route(route: &str, routes: &Value) -> String {
+    let known: Vec<String> = routes["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap_or(""),
+                r["route"].as_str().unwrap_or("")
+            )
+            .trim()
+            .to_string()
+        })
+        .collect();
+    if known.is_empty() {
+        return format!("No traces of route {route:?} in this range, and no routes seen for this service.\n");
+    }
+    format!(
+        "No traces of route {route:?} in this range. Routes seen: {}\n(give the route as shown, e.g. --route \"{}\")\n",
+        known.join(", "),
+        known[0]
+    )
+}
+
 pub fn render_traces(traces: &Value, now_ms: i64) -> String {
     let list = traces["traces"].as_array().cloned().unwrap_or_default();
     if list.is_empty() {

@@ -311,3 +311,57 @@ async fn a_long_range_of_runtime_series_is_answered_in_bounded_points() {
     let (_, v) = srv.get("/api/v1/runtime?project=demo&service=db").await;
     assert_eq!(v["step"], 10_000);
 }
+
+#[tokio::test]
+async fn slow_traces_come_slowest_first_and_routes_match_as_printed() {
+    let srv = Server::start(&[]).await;
+    let t0 = now_ns() - 30_000_000_000;
+    let durs = [40u64, 900, 5, 300, 70, 1200, 15];
+    let spans: Vec<Span> = durs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            server_span(
+                tid(100 + i as u64),
+                1,
+                "/orders/{id}",
+                200,
+                t0 + i as u64 * 1_000_000_000,
+                *d,
+                None,
+            )
+        })
+        .collect();
+    assert_eq!(
+        srv.post_proto("/v1/traces", traces_req("shop", spans).encode_to_vec())
+            .await
+            .status(),
+        200
+    );
+    let (code, v) = srv
+        .get("/api/v1/traces?project=demo&service=shop&order=slowest&limit=3")
+        .await;
+    assert_eq!(code, 200, "{v}");
+    let got: Vec<f64> = v["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["duration_ms"].as_f64().unwrap())
+        .collect();
+    assert_eq!(got, vec![1200.0, 900.0, 300.0]);
+    for route in ["/orders/{id}", "GET /orders/{id}", "GET%20/orders/%7Bid%7D"] {
+        let (_, v) = srv
+            .get(&format!("/api/v1/traces?project=demo&service=shop&route={route}"))
+            .await;
+        assert_eq!(
+            v["traces"].as_array().unwrap().len(),
+            durs.len(),
+            "route {route}: {v}"
+        );
+    }
+    let (_, v) = srv
+        .get("/api/v1/traces?project=demo&service=shop&route=POST%20/orders/%7Bid%7D")
+        .await;
+    assert_eq!(v["traces"].as_array().unwrap().len(), 0, "another method: {v}");
+    assert_eq!(srv.get("/api/v1/traces?project=demo&order=sideways").await.0, 400);
+}

@@ -317,13 +317,24 @@ pub async fn traces(global: &GlobalArgs, args: TracesArgs) -> Result<Outcome> {
             }
         }
         extra.push(("min_duration_ms", format!("{min:.0}")));
+        extra.push(("order", "slowest".into()));
     }
     let t = ctx.client.get("/api/v1/traces", &ctx.q(&extra)).await?;
     if style.json {
         print_json(&t)?;
-    } else {
-        print!("{}", views::render_traces(&t, now_ms()));
+        return Ok(Outcome::Success);
     }
+    let none = t["traces"].as_array().is_none_or(|a| a.is_empty());
+    if let (true, Some(route), Some(svc)) = (none, &args.route, &args.service_or_id) {
+        // an empty answer for a route: say which routes there are rather than nothing
+        let routes = ctx
+            .client
+            .get("/api/v1/routes", &ctx.q(&[("service", svc.clone())]))
+            .await?;
+        print!("{}", views::render_unknown_route(route, &routes));
+        return Ok(Outcome::Success);
+    }
+    print!("{}", views::render_traces(&t, now_ms()));
     Ok(Outcome::Success)
 }
 

@@ -129,6 +129,22 @@ pub struct Params {
     min_duration_ms: Option<f64>,
     limit: Option<usize>,
     after: Option<String>,
+    order: Option<String>,
+}
+
+/// `route=` as a route, or as "METHOD /route" the way every view prints it.
+fn split_method(r: &str) -> (Option<String>, String) {
+    let r = r.trim();
+    match r.split_once(' ') {
+        Some((m, rest))
+            if !m.is_empty()
+                && m.bytes().all(|b| b.is_ascii_uppercase())
+                && rest.trim_start().starts_with('/') =>
+        {
+            (Some(m.to_string()), rest.trim_start().to_string())
+        }
+        _ => (None, r.to_string()),
+    }
 }
 
 struct Scope {
@@ -322,12 +338,23 @@ async fn series(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> R
 
 async fn traces(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) -> Response {
     let s = scoped!(shared, p);
+    let (method, route) = match p.route.as_deref().map(split_method) {
+        Some((m, r)) => (m, Some(r)),
+        None => (None, None),
+    };
+    let slowest = match p.order.as_deref() {
+        None | Some("") | Some("newest") => false,
+        Some("slowest") => true,
+        Some(_) => return err(StatusCode::BAD_REQUEST, "order= is newest or slowest"),
+    };
     let f = store::TraceFilter {
         service: p.service.clone(),
-        route: p.route.clone(),
+        route,
         status: p.status,
         error: p.error,
         min_duration_ms: p.min_duration_ms,
+        method,
+        slowest,
         limit: p.limit.unwrap_or(50),
     };
     blocking(shared.clone(), SMALL, move |c| {
@@ -657,6 +684,8 @@ async fn analysis(State(shared): State<Arc<Shared>>, Query(p): Query<Params>) ->
             status: None,
             error: None,
             min_duration_ms: None,
+            method: None,
+            slowest: false,
             limit: 50,
         };
         let mut traces = Vec::new();

@@ -903,6 +903,10 @@ pub struct TraceFilter {
     pub status: Option<i64>,
     pub error: Option<bool>,
     pub min_duration_ms: Option<f64>,
+    /// only spans of this HTTP method (`--route "GET /x"`)
+    pub method: Option<String>,
+    /// slowest first (else newest first)
+    pub slowest: bool,
     pub limit: usize,
 }
 
@@ -945,7 +949,9 @@ pub fn traces(conn: &Connection, pid: i64, from: i64, to: i64, f: &TraceFilter) 
              WHERE pid = ?1 AND {entry_cond} AND start_ns >= ?2 AND start_ns < ?3 {svc_cond}
                AND (?5 IS NULL OR route = ?5) AND (?6 IS NULL OR http_status = ?6)
                AND (?7 IS NULL OR error = ?7) AND (?8 IS NULL OR dur_ns >= ?8)
-             ORDER BY start_ns DESC LIMIT ?9"
+               AND (?10 IS NULL OR method = ?10)
+             ORDER BY {order} LIMIT ?9",
+            order = if f.slowest { "dur_ns DESC" } else { "start_ns DESC" }
         );
         let mut st = conn.prepare_cached(&sql)?;
         let rows = st.query_map(
@@ -958,7 +964,9 @@ pub fn traces(conn: &Connection, pid: i64, from: i64, to: i64, f: &TraceFilter) 
                 f.status,
                 f.error,
                 f.min_duration_ms.map(|m| (m * 1e6) as i64),
-                (limit - out.len()) as i64
+                // slowest first: every partition's slowest, sorted together below
+                (if f.slowest { limit } else { limit - out.len() }) as i64,
+                f.method
             ],
             |r| {
                 Ok(TraceRow {
@@ -978,9 +986,13 @@ pub fn traces(conn: &Connection, pid: i64, from: i64, to: i64, f: &TraceFilter) 
         for r in rows {
             out.push(r?);
         }
-        if out.len() >= limit {
+        if out.len() >= limit && !f.slowest {
             break;
         }
+    }
+    if f.slowest {
+        out.sort_by(|a, b| b.duration_ms.total_cmp(&a.duration_ms));
+        out.truncate(limit);
     }
     for row in &mut out {
         let id = hex::decode(&row.trace_id).unwrap_or_default();
