@@ -183,6 +183,11 @@ impl UpState {
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Where `up` keeps its state: next to inject's records.
+    pub fn path() -> std::path::PathBuf {
+        crate::inject::state::state_dir().join("up.state")
+    }
+
     /// Every watched container, across projects, once.
     pub fn all_watched(&self) -> Vec<WatchTarget> {
         let mut v: Vec<WatchTarget> = self.projects.values().flat_map(|p| p.watched.clone()).collect();

@@ -26,7 +26,7 @@ use crate::cmd::inject::{self, InjectArgs, InjectOptions, Metrics, OPT_OUT_LABEL
 use crate::docker::{Engine, docker_host};
 use crate::exit::Outcome;
 use crate::inject::plan::{COMPOSE_PROJECT, COMPOSE_SERVICE, LABEL_INJECTED};
-use crate::inject::state::{Store, state_dir};
+use crate::inject::state::Store;
 use crate::output::{Paint, Style, print_json};
 use crate::up::{
     self, API_PORT, BACKEND, COMPONENT_LABEL, Candidate, Decision, IMAGE_REPO, NETWORK, OTLP_GRPC_PORT,
@@ -114,7 +114,7 @@ struct UpReport {
 }
 
 fn state_path() -> std::path::PathBuf {
-    state_dir().join("up.state")
+    UpState::path()
 }
 
 pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<Outcome> {
