@@ -454,6 +454,32 @@ pub fn ports_check(states: &[PortState]) -> Check {
     .data(data)
 }
 
+/// The port `up` publishes its backend's API and UI on: free, taken by an obs-stack backend
+/// (a running `up`: fine), or taken by something else (`up` would fail to publish it).
+pub fn up_port_check(port: u16, free: bool, ours: bool) -> Check {
+    let title = "Port of `obs-stack up`'s API/UI";
+    let data = serde_json::json!({"port": port, "free": free, "obs_stack": ours});
+    match (free, ours) {
+        (true, _) => Check::new("up_port", title, Status::Ok, format!("127.0.0.1:{port} is free")),
+        (false, true) => Check::new(
+            "up_port",
+            title,
+            Status::Ok,
+            format!("127.0.0.1:{port} is served by a running obs-stack backend"),
+        ),
+        (false, false) => Check::new(
+            "up_port",
+            title,
+            Status::Warn,
+            format!("127.0.0.1:{port} is in use by another program; `obs-stack up` could not publish its API there"),
+        )
+        .fix(format!(
+            "stop what listens there (`ss -ltnp` shows it), or run `obs-stack up --port <free port>` (not {port})"
+        )),
+    }
+    .data(data)
+}
+
 /// What the write probe (a state-changing API call on a container that cannot exist) saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteProbe {
@@ -557,6 +583,16 @@ pub fn render_table(report: &Report, paint: &dyn Fn(Status, &str) -> String) -> 
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn up_port_is_fine_free_or_ours_and_a_warning_otherwise() {
+        assert_eq!(up_port_check(4319, true, false).status, Status::Ok);
+        assert_eq!(up_port_check(4319, false, true).status, Status::Ok);
+        let c = up_port_check(4319, false, false);
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.fix.as_deref().unwrap().contains("--port"), "{c:?}");
+    }
+
     use super::*;
 
     fn facts(exists: bool, is_socket: bool, accessible: bool) -> SocketFacts {

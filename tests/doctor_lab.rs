@@ -88,6 +88,9 @@ fn doctor_is_ready_against_the_running_daemon() {
     assert!(check(&r, "compose")["data"]["version"].is_string(), "{r:#}");
     assert!(["ok", "warn"].contains(&status(&r, "disk").as_str()), "{r:#}");
     assert!(check(&r, "disk")["data"]["available_bytes"].as_u64().unwrap() > 0);
+    // up's own port is checked too (free, or another lab test's backend)
+    assert!(["ok", "warn"].contains(&status(&r, "up_port").as_str()), "{r:#}");
+    assert_eq!(check(&r, "up_port")["data"]["port"], 4319, "{r:#}");
     let ports = check(&r, "ports");
     assert_eq!(ports["status"], "warn", "{ports:#}");
     assert!(

@@ -16,7 +16,8 @@ use crate::docker::{Engine, docker_host};
 use crate::doctor::{
     Check, ComposeFound, DEFAULT_STACK_PORTS, EngineProblem, HostKind, MIN_API_VERSION, PortState,
     SocketFacts, Status, WriteProbe, compose_check, diagnose_remote, diagnose_unix, disk_check, host_kind,
-    parse_api_version, parse_compose_version, ports_check, render_table, report, tcp_is_local, write_check,
+    parse_api_version, parse_compose_version, ports_check, render_table, report, tcp_is_local, up_port_check,
+    write_check,
 };
 use crate::exit::Outcome;
 use crate::output::Paint;
@@ -104,6 +105,7 @@ pub async fn run(global: &GlobalArgs, args: DoctorArgs) -> anyhow::Result<Outcom
     // Stack ports on 127.0.0.1.
     if local {
         checks.push(ports_check(&probe_ports()));
+        checks.push(probe_up_port(crate::up::API_PORT).await);
     } else {
         checks.push(
             Check::new(
@@ -405,6 +407,27 @@ fn statvfs(path: &str) -> Option<(u64, u64)> {
     }
     let frsize = s.f_frsize as u64;
     Some((s.f_bavail as u64 * frsize, s.f_blocks as u64 * frsize))
+}
+
+/// `up`'s API port: free, or answering `/healthz` as an obs-stack backend does.
+async fn probe_up_port(port: u16) -> crate::doctor::Check {
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        return up_port_check(port, true, false);
+    }
+    let ours = async {
+        let r = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .build()
+            .ok()?
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .ok()?;
+        Some(r.text().await.ok()?.trim() == "ok")
+    }
+    .await
+    .unwrap_or(false);
+    up_port_check(port, false, ours)
 }
 
 fn probe_ports() -> Vec<PortState> {
