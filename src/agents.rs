@@ -549,12 +549,15 @@ pub fn agent_image_override(runtime: &str, explicit: &[(String, String)]) -> Opt
         .find_map(|v| std::env::var(v).ok().filter(|v| !v.is_empty()))
 }
 
+/// What every agent volume's name starts with (see [`agent_volume_name`]).
+pub const AGENT_VOLUME_PREFIX: &str = "obs-agent-";
+
 /// The machine-wide volume holding one build of an agent: `obs-agent-<runtime>[-musl]-<tag>`.
 /// Shared by every project and by inject, so it is never owned by a compose project.
 pub fn agent_volume_name(runtime: &str, image: &str, default_version: &str, musl: bool) -> String {
     let version = image_tag(image).unwrap_or_else(|| default_version.to_string());
     format!(
-        "obs-agent-{runtime}{}-{}",
+        "{AGENT_VOLUME_PREFIX}{runtime}{}-{}",
         if musl { "-musl" } else { "" },
         volume_safe(&version, '_')
     )

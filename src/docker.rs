@@ -482,6 +482,64 @@ impl Engine {
             .map_err(|e| self.err(e, None))
     }
 
+    /// Names of the volumes whose name starts with `prefix`.
+    pub async fn volumes_with_prefix(&self, prefix: &str) -> Result<Vec<String>, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("name".to_string(), vec![prefix.to_string()]);
+        let opts = bollard::query_parameters::ListVolumesOptions {
+            filters: Some(filters),
+        };
+        let list = self
+            .docker
+            .list_volumes(Some(opts))
+            .await
+            .map_err(|e| self.err(e, None))?;
+        // the engine's name filter matches anywhere in the name
+        let mut names: Vec<String> = list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// `repo:tag` of every local image of `repo`.
+    pub async fn image_tags_of(&self, repo: &str) -> Result<Vec<String>, DockerError> {
+        let mut filters = HashMap::new();
+        filters.insert("reference".to_string(), vec![repo.to_string()]);
+        let opts = bollard::query_parameters::ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_images(Some(opts))
+            .await
+            .map_err(|e| self.err(e, None))?;
+        let mut tags: Vec<String> = list
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t.split_once(':').is_some_and(|(r, _)| r == repo))
+            .collect();
+        tags.sort();
+        Ok(tags)
+    }
+
+    pub async fn remove_image(&self, reference: &str) -> Result<(), DockerError> {
+        self.docker
+            .remove_image(
+                reference,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err(e, None))
+    }
+
     /// Names of the networks carrying a label (`key` or `key=value`).
     pub async fn networks_with_label(&self, label: &str) -> Result<Vec<String>, DockerError> {
         let mut filters = HashMap::new();

@@ -533,6 +533,13 @@ fn up_observes_a_project_and_down_restores_it() {
     // 7. down: every container exactly as before; the backend gone, its data kept.
     let o = obs(&dir, &state, &["down", "--grace", "1"]);
     assert!(o.status.success(), "down: {}", text(&o));
+    // what stays on the machine is said: the backend image, the shared agent volumes
+    assert!(
+        text(&o).contains("kept for the next `up`: image obs-stack/serve:"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("docker volume rm obs-agent-"), "{}", text(&o));
     for (n, before) in &originals {
         assert_eq!(&fingerprint(n), before, "{n} differs after down");
     }
@@ -562,4 +569,9 @@ fn up_observes_a_project_and_down_restores_it() {
     let o = obs(&dir, &state, &["down", "--purge", "--grace", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!docker(&["volume", "inspect", "obs-stack-data"]).status.success());
+    let images = docker_ok(&["images", "-q", "obs-stack/serve"]);
+    assert!(
+        images.trim().is_empty(),
+        "--purge leaves the backend image: {images}"
+    );
 }

@@ -19,7 +19,7 @@ use clap::Args;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::agents::{Catalog, Profile};
+use crate::agents::{AGENT_VOLUME_PREFIX, Catalog, Profile};
 use crate::cli::GlobalArgs;
 use crate::client::{self, Client};
 use crate::cmd::inject::{self, InjectArgs, InjectOptions, Metrics, OPT_OUT_LABEL};
@@ -869,6 +869,26 @@ pub async fn down(global: &GlobalArgs, args: DownArgs) -> Result<Outcome> {
         engine.remove_volume(VOLUME).await?;
         lines.push(serde_json::json!({"volume": VOLUME, "result": "removed"}));
     }
+    // 4. What stays on the machine, said rather than left behind unsaid: the backend's images
+    //    (--purge removes them with the data) and the agent volumes, which are the machine's,
+    //    shared with every `obs-inject` (removing one another injection is about to mount
+    //    would leave that app without its agent), so they are named with the command.
+    let agent_volumes = engine
+        .volumes_with_prefix(AGENT_VOLUME_PREFIX)
+        .await
+        .unwrap_or_default();
+    let images = engine.image_tags_of(IMAGE_REPO).await.unwrap_or_default();
+    let mut kept: Vec<String> = Vec::new();
+    for i in images {
+        if !args.purge {
+            kept.push(format!("image {i}"));
+            continue;
+        }
+        match engine.remove_image(&i).await {
+            Ok(()) => lines.push(serde_json::json!({"image": i, "result": "removed"})),
+            Err(e) => lines.push(serde_json::json!({"image": i, "result": "kept", "detail": e.to_string()})),
+        }
+    }
     if !failed {
         let _ = std::fs::remove_file(&path);
     }
@@ -876,12 +896,28 @@ pub async fn down(global: &GlobalArgs, args: DownArgs) -> Result<Outcome> {
         print_json(&lines)?;
     } else if !style.quiet {
         for l in &lines {
-            let what = l["container"].as_str().or(l["volume"].as_str()).unwrap_or("?");
+            let what = l["container"]
+                .as_str()
+                .or(l["volume"].as_str())
+                .or(l["image"].as_str())
+                .unwrap_or("?");
             let detail = l["detail"].as_str().map(|d| format!(": {d}")).unwrap_or_default();
             println!("{what}: {}{detail}", l["result"].as_str().unwrap_or("?"));
         }
         if !args.purge && engine.volume_exists(VOLUME).await.unwrap_or(false) {
             println!("data kept in volume {VOLUME} (`obs-stack down --purge` deletes it)");
+        }
+        if !kept.is_empty() {
+            println!(
+                "kept for the next `up`: {} (`obs-stack down --purge` removes them with the data)",
+                kept.join(", ")
+            );
+        }
+        if !agent_volumes.is_empty() {
+            println!(
+                "agent volumes kept (shared with obs-inject; remove them once nothing is injected): docker volume rm {}",
+                agent_volumes.join(" ")
+            );
         }
     }
     Ok(if failed {
