@@ -1,6 +1,7 @@
 //! Decoded OTLP requests → a [`Batch`] of plain rows for the store: redaction first (the whole
-//! request, every string, before anything reads it: `redact`), then the derivations (RED per service × route × method × status class, error events, runtime
-//! series, service identity). Shared by the HTTP and gRPC receivers; no I/O.
+//! request, every string, before anything reads it: `redact`), then the derivations (RED per
+//! service × route × method × status class, error events, runtime series, service identity).
+//! Shared by the HTTP and gRPC receivers; no I/O.
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
