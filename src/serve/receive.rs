@@ -1,6 +1,7 @@
-//! Decoded OTLP requests → a [`Batch`] of plain rows for the store: redaction first, then the
-//! derivations (RED per service × route × method × status class, error events, runtime
-//! series, service identity). Shared by the HTTP and gRPC receivers; no I/O.
+//! Decoded OTLP requests → a [`Batch`] of plain rows for the store: redaction first (the whole
+//! request, every string, before anything reads it: `redact`), then the derivations (RED per
+//! service × route × method × status class, error events, runtime series, service identity).
+//! Shared by the HTTP and gRPC receivers; no I/O.
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
@@ -229,8 +230,7 @@ struct Resource {
     identity: u64,
 }
 
-fn resource(d: &mut Deriver, project: &str, attrs: &mut [KeyValue], now_ms: i64) -> Resource {
-    d.redactor.attributes(attrs);
+fn resource(d: &mut Deriver, project: &str, attrs: &[KeyValue], now_ms: i64) -> Resource {
     let raw = attr_str(attrs, &["service.name"])
         .filter(|s| !s.is_empty())
         .unwrap_or("unknown_service");
@@ -277,13 +277,14 @@ fn record_red(batch: &mut Batch, key: RedKey, count: f64, hist: Hist) {
 }
 
 pub fn traces(d: &mut Deriver, project: &str, mut req: ExportTraceServiceRequest, now_ms: i64) -> Batch {
+    d.redactor.traces(&mut req);
     let mut batch = Batch {
         project: project.to_string(),
         ..Default::default()
     };
     for rs in &mut req.resource_spans {
-        let mut rattrs = rs.resource.take().map(|r| r.attributes).unwrap_or_default();
-        let res = resource(d, project, &mut rattrs, now_ms);
+        let rattrs = rs.resource.take().map(|r| r.attributes).unwrap_or_default();
+        let res = resource(d, project, &rattrs, now_ms);
         note_service(&mut batch, res.info.clone());
         for ss in &mut rs.scope_spans {
             for mut span in std::mem::take(&mut ss.spans) {
@@ -295,8 +296,6 @@ pub fn traces(d: &mut Deriver, project: &str, mut req: ExportTraceServiceRequest
                     batch.n_dropped += 1;
                     continue;
                 }
-                d.redactor.attributes(&mut span.attributes);
-                d.redactor.in_place(&mut span.name);
                 let a = &span.attributes;
                 let method = attr_str(a, &["http.request.method", "http.method"])
                     .unwrap_or("")
@@ -318,7 +317,6 @@ pub fn traces(d: &mut Deriver, project: &str, mut req: ExportTraceServiceRequest
                 let error = status == 2 || (server && http_status >= 500);
                 let mut events = Vec::new();
                 for ev in span.events.iter_mut().take(MAX_ATTRS) {
-                    d.redactor.attributes(&mut ev.attributes);
                     if ev.name == "exception" {
                         let kind = attr_str(&ev.attributes, &["exception.type"]).unwrap_or("");
                         let message = attr_str(&ev.attributes, &["exception.message"]).unwrap_or("");
@@ -446,13 +444,14 @@ fn to_ms_factor(unit: &str, default: f64) -> f64 {
 }
 
 pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequest, now_ms: i64) -> Batch {
+    d.redactor.metrics(&mut req);
     let mut batch = Batch {
         project: project.to_string(),
         ..Default::default()
     };
     for rm in &mut req.resource_metrics {
-        let mut rattrs = rm.resource.take().map(|r| r.attributes).unwrap_or_default();
-        let res = resource(d, project, &mut rattrs, now_ms);
+        let rattrs = rm.resource.take().map(|r| r.attributes).unwrap_or_default();
+        let res = resource(d, project, &rattrs, now_ms);
         note_service(&mut batch, res.info.clone());
         for sm in &mut rm.scope_metrics {
             for metric in &mut sm.metrics {
@@ -499,7 +498,6 @@ pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequ
                             }
                             let Some(delta) = delta else { continue };
                             if let Some(f) = red_unit {
-                                d.redactor.attributes(&mut p.attributes);
                                 red_point(
                                     d,
                                     &mut batch,
@@ -569,7 +567,6 @@ pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequ
                             }
                             let Some(delta) = delta else { continue };
                             if let Some(f) = red_unit {
-                                d.redactor.attributes(&mut p.attributes);
                                 red_point(
                                     d,
                                     &mut batch,
@@ -787,13 +784,14 @@ fn runtime_point(
 }
 
 pub fn logs(d: &mut Deriver, project: &str, mut req: ExportLogsServiceRequest, now_ms: i64) -> Batch {
+    d.redactor.logs(&mut req);
     let mut batch = Batch {
         project: project.to_string(),
         ..Default::default()
     };
     for rl in &mut req.resource_logs {
-        let mut rattrs = rl.resource.take().map(|r| r.attributes).unwrap_or_default();
-        let res = resource(d, project, &mut rattrs, now_ms);
+        let rattrs = rl.resource.take().map(|r| r.attributes).unwrap_or_default();
+        let res = resource(d, project, &rattrs, now_ms);
         note_service(&mut batch, res.info.clone());
         for sl in &mut rl.scope_logs {
             for rec in &mut sl.log_records {
@@ -813,9 +811,7 @@ pub fn logs(d: &mut Deriver, project: &str, mut req: ExportLogsServiceRequest, n
                     batch.n_dropped += 1;
                     continue;
                 }
-                d.redactor.attributes(&mut rec.attributes);
-                let mut body = rec.body.as_ref().and_then(str_of).unwrap_or("").to_string();
-                d.redactor.in_place(&mut body);
+                let body = rec.body.as_ref().and_then(str_of).unwrap_or("").to_string();
                 let stack = attr_str(&rec.attributes, &["exception.stacktrace"])
                     .unwrap_or("")
                     .to_string();
@@ -929,6 +925,96 @@ mod tests {
         assert_eq!(
             (k.route.as_str(), k.method.as_str(), k.class.as_str(), k.source),
             ("/orders/<id>", "GET", "2xx", 'm')
+        );
+    }
+
+    #[test]
+    fn nothing_derived_from_a_canary_request_holds_pii() {
+        use crate::serve::redact::tests::{canary_logs, canary_metrics, canary_traces, survivors};
+        let now_ms = 1_800_000_000_000i64;
+        let now = now_ms as u64 * 1_000_000;
+        let mut d = Deriver::new(Redactor::new(None).unwrap(), 86_400_000);
+        let shop = "shop";
+        let t = traces(&mut d, "p", canary_traces(shop, now), now_ms);
+        let m = metrics(&mut d, "p", canary_metrics(shop, now), now_ms);
+        let l = logs(&mut d, "p", canary_logs(shop, now), now_ms);
+        // derivations did run on the canaries: spans, errors, runtime series, RED
+        assert_eq!((t.spans.len(), t.errors.len()), (1, 1));
+        assert!(!m.runtime.is_empty() && !m.red.is_empty() && l.errors.len() == 3);
+        for b in [&t, &m, &l] {
+            let text = format!("{b:?}");
+            assert_eq!(survivors(text.as_bytes()), Vec::<&str>::new(), "{text}");
+        }
+    }
+
+    #[test]
+    fn redaction_keeps_routes_statuses_and_service_names() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let now_ms = 1_800_000_000_000i64;
+        let now = now_ms as u64 * 1_000_000;
+        let mut d = Deriver::new(Redactor::new(None).unwrap(), 86_400_000);
+        let req = |service: &str, route: &str, path: &str, status: Value| ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(PResource {
+                    attributes: vec![kv("service.name", Value::StringValue(service.into()))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![1; 16],
+                        name: format!("GET {route}"),
+                        kind: 2,
+                        start_time_unix_nano: now,
+                        end_time_unix_nano: now + 1_000_000,
+                        attributes: vec![
+                            kv("http.request.method", Value::StringValue("GET".into())),
+                            kv("http.route", Value::StringValue(route.into())),
+                            kv("url.path", Value::StringValue(path.into())),
+                            kv("http.response.status_code", status),
+                        ],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let b = traces(
+            &mut d,
+            "p",
+            req(
+                "shop",
+                "/orders/{id}",
+                "/orders/123456789",
+                Value::StringValue("503".into()),
+            ),
+            now_ms,
+        );
+        let k = b.red.keys().next().unwrap();
+        assert_eq!(
+            (
+                k.service.as_str(),
+                k.route.as_str(),
+                k.method.as_str(),
+                k.class.as_str()
+            ),
+            ("shop", "/orders/{id}", "GET", "5xx")
+        );
+        assert_eq!(
+            (b.spans[0].name.as_str(), b.spans[0].http_status),
+            ("GET /orders/{id}", 503)
+        );
+        // no http.route: the route comes from the path, a 9-digit id is still an id
+        let b = traces(
+            &mut d,
+            "p",
+            req("jane@example.com", "", "/orders/123456789", Value::IntValue(200)),
+            now_ms,
+        );
+        let k = b.red.keys().next().unwrap();
+        assert_eq!(
+            (k.service.as_str(), k.route.as_str(), k.class.as_str()),
+            ("****", "/orders/{id}", "2xx")
         );
     }
 }
