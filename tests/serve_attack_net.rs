@@ -162,7 +162,7 @@ async fn chunked_post(port: u16, key: &str, total: usize) -> u16 {
         sent += n;
     }
     let _ = s.write_all(b"0\r\n\r\n").await;
-    let mut buf = vec![0u8; 64];
+    let mut buf = [0u8; 64];
     let mut got = 0;
     while got < 12 {
         match s.read(&mut buf[got..]).await {

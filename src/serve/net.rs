@@ -66,6 +66,7 @@ pub fn conn_limits(nofile: u64) -> (usize, usize, usize) {
 
 /// Raises the soft open-files limit to the hard one (the default soft limit, often 1024, is a
 /// few hundred idle clients away); returns the limit now in force.
+#[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
 pub fn raise_open_files_limit() -> u64 {
     #[cfg(unix)]
     unsafe {

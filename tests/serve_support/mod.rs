@@ -415,6 +415,7 @@ impl Server {
 
 /// Raises this process's soft open-files limit to the hard one (for tests that open
 /// thousands of connections); returns it.
+#[allow(clippy::useless_conversion)]
 pub fn raise_own_open_files() -> u64 {
     unsafe {
         let mut r = libc::rlimit {
@@ -424,6 +425,6 @@ pub fn raise_own_open_files() -> u64 {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
         r.rlim_cur = r.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        r.rlim_cur as u64
+        u64::from(r.rlim_cur)
     }
 }
