@@ -37,11 +37,11 @@ fuzz_target!(|data: &[u8]| {
         body
     };
     let Ok(decoded) = decode(signal, enc, body) else { return };
-    let mut d = Deriver::new(redactor(), 86_400_000);
+    let d = Deriver::new(redactor(), 86_400_000);
     let now = 1_800_000_000_000;
     let _ = match decoded {
-        Decoded::Traces(r) => receive::traces(&mut d, "fuzz", r, now),
-        Decoded::Metrics(r) => receive::metrics(&mut d, "fuzz", r, now),
-        Decoded::Logs(r) => receive::logs(&mut d, "fuzz", r, now),
+        Decoded::Traces(r) => receive::traces(&d, "fuzz", r, now),
+        Decoded::Metrics(r) => receive::metrics(&d, "fuzz", r, now),
+        Decoded::Logs(r) => receive::logs(&d, "fuzz", r, now),
     };
 });

@@ -1,8 +1,20 @@
 //! OTLP/gRPC receiver (tonic): the three collector services, gzip accepted, messages bounded
-//! to [`MAX_BODY`]. The ingest key comes from the `x-obs-stack-key` metadata; a missing or
-//! unknown key is UNAUTHENTICATED, the memory cap answers UNAVAILABLE (retryable).
-use std::future::Future;
-use std::sync::Arc;
+//! to [`MAX_BODY`]. A gate in front of tonic checks the `x-obs-stack-key` metadata before a
+//! byte of the message is read (missing or unknown: UNAUTHENTICATED) and counts the message's
+//! bytes against the memory cap as they arrive, so tonic never buffers a message nobody may
+//! send or that does not fit; the cap answers UNAVAILABLE (retryable). The share taken while
+//! the message arrived is handed to the handler and held until the batch is committed.
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request as HttpRequest, State};
+use axum::middleware::{self, Next};
+use axum::response::Response as HttpResponse;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::sync::OwnedSemaphorePermit;
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
@@ -22,7 +34,7 @@ use prost::Message;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
-use super::http::{Decoded, KEY_HEADER, to_batch};
+use super::http::{Decoded, KEY_HEADER, off_runtime, to_batch};
 use super::{MAX_BODY, Refusal, Shared};
 
 #[derive(Clone)]
@@ -34,30 +46,33 @@ fn status(r: &Refusal) -> Status {
         Refusal::Overload => Status::unavailable("over the memory cap; retry later"),
         Refusal::Malformed(e) => Status::invalid_argument(format!("malformed OTLP: {e}")),
         Refusal::TooLarge => Status::resource_exhausted("message too large"),
+        Refusal::Timeout => Status::deadline_exceeded(super::net::BodyTimeout.to_string()),
         Refusal::Unsupported(e) => Status::invalid_argument(e.clone()),
         Refusal::Internal(e) => Status::unavailable(format!("storage error: {e}")),
     }
 }
 
 impl Otlp {
-    /// Auth, memory share, derivation, commit; returns the items dropped as out of window.
-    async fn ingest<T: Message>(
+    /// Memory share, derivation, commit (the gate checked the key and metered the message);
+    /// returns the items dropped as out of window.
+    async fn ingest<T: Message + 'static>(
         &self,
         req: Request<T>,
-        wrap: impl FnOnce(T) -> Decoded,
+        wrap: impl FnOnce(T) -> Decoded + Send + 'static,
     ) -> Result<u64, Status> {
         let s = &self.0;
-        s.counters
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = async {
-            let key = req.metadata().get(KEY_HEADER).and_then(|v| v.to_str().ok());
-            let project = s.project_for_key(key).ok_or(Refusal::Auth)?;
+            let admitted = req.extensions().get::<Admitted>().cloned().ok_or(Refusal::Auth)?;
             let msg = req.into_inner();
-            // the decoded message is already in memory (bounded by MAX_BODY per stream);
-            // it and what derivation makes of it count against the cap from here on
-            let permit = s.admit(msg.encoded_len() * 5)?;
-            let batch = to_batch(s, &project, wrap(msg));
+            // the share taken while the message arrived now covers the decoded message and
+            // what derivation makes of it
+            let mut permit = match admitted.share.take() {
+                Some(p) => p,
+                None => s.admit(0)?,
+            };
+            s.grow(&mut permit, msg.encoded_len() * 5)?;
+            let shared = s.clone();
+            let batch = off_runtime(move || Ok(to_batch(&shared, &admitted.project, wrap(msg)))).await?;
             let dropped = batch.n_dropped;
             s.commit(batch, permit).await?;
             Ok::<u64, Refusal>(dropped)
@@ -67,6 +82,116 @@ impl Otlp {
             s.count_refusal(&r);
             status(&r)
         })
+    }
+}
+
+/// What the gate learnt: the project of the key, and the memory share of the message so far.
+#[derive(Clone)]
+struct Admitted {
+    project: String,
+    share: Arc<Share>,
+}
+
+/// A request's memory share, grown by [`Metered`] as bytes arrive, taken by the handler.
+struct Share {
+    shared: Arc<Shared>,
+    /// bytes of memory per byte received: the buffer may double, and a gzip'd message is
+    /// inflated into another before it is decoded
+    factor: usize,
+    received: AtomicUsize,
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Share {
+    fn add(&self, n: usize) -> Result<(), Refusal> {
+        let total = self.received.fetch_add(n, Ordering::Relaxed) + n;
+        let mut p = self.permit.lock().unwrap_or_else(PoisonError::into_inner);
+        match p.as_mut() {
+            Some(p) => self.shared.grow(p, total * self.factor),
+            None => {
+                *p = Some(self.shared.admit(total * self.factor)?);
+                Ok(())
+            }
+        }
+    }
+
+    fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.permit.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// Checks the key before tonic reads the message, and meters the message as it arrives.
+async fn gate(State(shared): State<Arc<Shared>>, req: HttpRequest, next: Next) -> HttpResponse {
+    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let key = req.headers().get(KEY_HEADER).and_then(|v| v.to_str().ok());
+    let Some(project) = shared.project_for_key(key) else {
+        shared.count_refusal(&Refusal::Auth);
+        // answered at once, the body unread: h2 resets the stream and frees what it buffered
+        return status(&Refusal::Auth).into_http();
+    };
+    let gzip = req
+        .headers()
+        .get("grpc-encoding")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let share = Arc::new(Share {
+        shared,
+        factor: if gzip { 10 } else { 2 },
+        received: AtomicUsize::new(0),
+        permit: Mutex::new(None),
+    });
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(Admitted {
+        project,
+        share: share.clone(),
+    });
+    let body = Body::new(Metered { inner: body, share });
+    next.run(HttpRequest::from_parts(parts, body)).await
+}
+
+/// A gRPC request body whose bytes count against the memory cap as they arrive; over the
+/// cap it ends with UNAVAILABLE, which tonic answers with.
+struct Metered {
+    inner: Body,
+    share: Arc<Share>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl HttpBody for Metered {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(f))) => {
+                let n = f.data_ref().map_or(0, |d| d.len());
+                match self.share.add(n) {
+                    Ok(()) => Poll::Ready(Some(Ok(f))),
+                    Err(r) => Poll::Ready(Some(Err(Box::new(status(&r))))),
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let status = if super::net::is_body_timeout(&e) {
+                    self.share.shared.count_refusal(&Refusal::Timeout);
+                    status(&Refusal::Timeout)
+                } else {
+                    Status::cancelled(format!("reading the message: {e}"))
+                };
+                Poll::Ready(Some(Err(Box::new(status))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -115,12 +240,9 @@ impl LogsService for Otlp {
     }
 }
 
-pub async fn serve(
-    shared: Arc<Shared>,
-    listener: tokio::net::TcpListener,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    let o = Otlp(shared);
+/// The three services behind the gate, as one router for [`super::net::serve`].
+pub fn router(shared: Arc<Shared>) -> axum::Router {
+    let o = Otlp(shared.clone());
     let traces = TraceServiceServer::new(o.clone())
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_BODY);
@@ -130,22 +252,10 @@ pub async fn serve(
     let logs = LogsServiceServer::new(o)
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_BODY);
-    let incoming = tokio_stream_listener(listener);
-    tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(16)
-        .max_concurrent_streams(Some(16))
-        .add_service(traces)
+    tonic::service::Routes::new(traces)
         .add_service(metrics)
         .add_service(logs)
-        .serve_with_incoming_shutdown(incoming, stop)
-        .await
-}
-
-fn tokio_stream_listener(
-    l: tokio::net::TcpListener,
-) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures_util::stream::unfold(l, |l| async move {
-        let r = l.accept().await.map(|(s, _)| s);
-        Some((r, l))
-    })
+        .prepare()
+        .into_axum_router()
+        .layer(middleware::from_fn_with_state(shared, gate))
 }

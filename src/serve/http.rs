@@ -68,14 +68,33 @@ pub fn encoding_of(content_type: Option<&str>) -> Option<Encoding> {
 
 /// Inflates gzip, refusing more than `max` bytes of output (a zip bomb is a 413, not an OOM).
 pub fn gunzip_bounded(data: &[u8], max: usize) -> Result<Vec<u8>, Refusal> {
+    gunzip_metered(data, max, |_| Ok(()))
+}
+
+/// [`gunzip_bounded`], telling `grow` the output's size (what its buffer may take) before
+/// each step, so the output counts against the memory cap as it is made.
+pub fn gunzip_metered(
+    data: &[u8],
+    max: usize,
+    mut grow: impl FnMut(usize) -> Result<(), Refusal>,
+) -> Result<Vec<u8>, Refusal> {
+    const STEP: usize = 256 << 10;
     let mut out = Vec::with_capacity((data.len() * 4).min(max));
     let mut dec = flate2::read::GzDecoder::new(data).take(max as u64 + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| Refusal::Malformed(format!("gzip: {e}")))?;
-    if out.len() > max {
-        return Err(Refusal::TooLarge);
+    loop {
+        grow((out.len() + STEP).max(out.capacity()) * 2)?;
+        let before = out.len();
+        (&mut dec)
+            .take(STEP as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| Refusal::Malformed(format!("gzip: {e}")))?;
+        if out.len() > max {
+            return Err(Refusal::TooLarge);
+        }
+        if out.len() == before {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
 /// A decoded request of any signal.
@@ -110,18 +129,27 @@ pub fn decode(signal: Signal, enc: Encoding, body: &[u8]) -> Result<Decoded, Ref
     })
 }
 
-/// Decoded request → batch (redaction and derivations), under the deriver's lock.
+/// Decoded request → batch (redaction and derivations). CPU-heavy for a big request: call it
+/// on the blocking pool ([`off_runtime`]), never on the runtime's threads.
 pub fn to_batch(shared: &Shared, project: &str, decoded: Decoded) -> receive::Batch {
     let now = store::now_ms();
-    let mut d = match shared.deriver.lock() {
-        Ok(d) => d,
-        Err(p) => p.into_inner(),
-    };
+    let d = &shared.deriver;
     match decoded {
-        Decoded::Traces(r) => receive::traces(&mut d, project, r, now),
-        Decoded::Metrics(r) => receive::metrics(&mut d, project, r, now),
-        Decoded::Logs(r) => receive::logs(&mut d, project, r, now),
+        Decoded::Traces(r) => receive::traces(d, project, r, now),
+        Decoded::Metrics(r) => receive::metrics(d, project, r, now),
+        Decoded::Logs(r) => receive::logs(d, project, r, now),
     }
+}
+
+/// Runs decoding and derivation on the blocking pool: a request that takes seconds of CPU
+/// (megabytes of text through the redaction patterns) must not hold a runtime thread, or
+/// every other connection on it waits.
+pub async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Refusal::Internal(format!("ingest task failed: {e}")))?
 }
 
 fn refusal_response(r: &Refusal) -> Response {
@@ -134,6 +162,12 @@ fn refusal_response(r: &Refusal) -> Response {
         )
             .into_response(),
         Refusal::Malformed(e) => (StatusCode::BAD_REQUEST, format!("malformed OTLP: {e}\n")).into_response(),
+        Refusal::Timeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            [(header::CONNECTION, "close")],
+            format!("{}\n", super::net::BodyTimeout),
+        )
+            .into_response(),
         Refusal::TooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body over {MAX_BODY} bytes\n"),
@@ -169,59 +203,99 @@ async fn handle(
 }
 
 async fn ingest(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     headers: &HeaderMap,
     body: Body,
     signal: Signal,
 ) -> Result<(Encoding, u64), Refusal> {
-    let (enc, gzip, mut permit) = match admit(shared, headers) {
+    let (enc, gzip, project, declared, mut permit) = match admit(shared, headers) {
         Ok(v) => v,
         Err(r) => {
             // read (and drop) what the client is sending, so it sees our answer instead of a
             // broken pipe; never for a body already known to be too large
             if r != Refusal::TooLarge {
-                drain(body).await;
+                drain(body.into_data_stream()).await;
             }
             return Err(r);
         }
     };
-    let raw: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
-        if is_length_limit(&e) {
-            Refusal::TooLarge
-        } else {
-            Refusal::Malformed(format!("reading the body: {e}"))
-        }
-    })?;
-    shared.grow(&mut permit, raw.len())?;
+    let raw = read_body(shared, body, &mut permit, declared).await?;
     // the body plus its decoded structures and the rows made of them must fit in the share
     shared.grow(&mut permit, raw.len() * 6)?;
-    let data: Bytes = if gzip {
-        let d = gunzip_bounded(&raw, MAX_BODY)?;
-        shared.grow(&mut permit, raw.len() + d.len() * 6)?;
-        Bytes::from(d)
-    } else {
-        raw
-    };
-    let decoded = decode(signal, enc, &data)?;
-    drop(data);
-    let key = headers.get(KEY_HEADER).and_then(|v| v.to_str().ok());
-    let project = shared.project_for_key(key).ok_or(Refusal::Auth)?;
-    let batch = to_batch(shared, &project, decoded);
+    let s = shared.clone();
+    let (batch, permit) = off_runtime(move || {
+        let data: Bytes = if gzip {
+            let d = gunzip_metered(&raw, MAX_BODY, |n| s.grow(&mut permit, raw.len() + n))?;
+            s.grow(&mut permit, raw.len() + d.len() * 6)?;
+            Bytes::from(d)
+        } else {
+            raw
+        };
+        let decoded = decode(signal, enc, &data)?;
+        drop(data);
+        Ok((to_batch(&s, &project, decoded), permit))
+    })
+    .await?;
     let dropped = batch.n_dropped;
     shared.commit(batch, permit).await?;
     Ok((enc, dropped))
 }
 
+/// Reads a body whose bytes count against the memory cap as they arrive: a body without
+/// Content-Length was admitted with a small share, and grows it chunk by chunk (the buffer
+/// may double as it grows, so twice what arrived). Over the cap: what was read is dropped,
+/// the rest read and discarded, and the answer is 503.
+async fn read_body(
+    shared: &Shared,
+    body: Body,
+    permit: &mut tokio::sync::OwnedSemaphorePermit,
+    declared: Option<usize>,
+) -> Result<Bytes, Refusal> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| body_error(&e))?;
+        let total = buf.len() + chunk.len();
+        if total > MAX_BODY {
+            return Err(Refusal::TooLarge);
+        }
+        if let Err(r) = shared.grow(permit, total.max(buf.capacity()) * 2) {
+            drop(buf);
+            drain(stream).await;
+            return Err(r);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn body_error(e: &axum::Error) -> Refusal {
+    if super::net::is_body_timeout(e) {
+        Refusal::Timeout
+    } else {
+        Refusal::Malformed(format!("reading the body: {e}"))
+    }
+}
+
 /// Checks made before reading the body: key, content type and encoding, declared length,
 /// and the body's share of the memory cap.
+#[allow(clippy::type_complexity)]
 fn admit(
     shared: &Shared,
     headers: &HeaderMap,
-) -> Result<(Encoding, bool, tokio::sync::OwnedSemaphorePermit), Refusal> {
+) -> Result<
+    (
+        Encoding,
+        bool,
+        String,
+        Option<usize>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+    Refusal,
+> {
     let key = headers.get(KEY_HEADER).and_then(|v| v.to_str().ok());
-    if shared.project_for_key(key).is_none() {
-        return Err(Refusal::Auth);
-    }
+    let project = shared.project_for_key(key).ok_or(Refusal::Auth)?;
     let enc =
         encoding_of(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())).ok_or_else(|| {
             Refusal::Unsupported("Content-Type must be application/x-protobuf or application/json".into())
@@ -252,13 +326,12 @@ fn admit(
             .map(|n| n * if gzip { 10 } else { 6 })
             .unwrap_or(64 << 10),
     )?;
-    Ok((enc, gzip, permit))
+    Ok((enc, gzip, project, declared, permit))
 }
 
 /// Consumes up to MAX_BODY bytes of a body chunk by chunk, keeping none of it.
-async fn drain(body: Body) {
+async fn drain(mut stream: axum::body::BodyDataStream) {
     use futures_util::StreamExt;
-    let mut stream = body.into_data_stream();
     let mut seen = 0usize;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
         while let Some(Ok(chunk)) = stream.next().await {
@@ -269,17 +342,6 @@ async fn drain(body: Body) {
         }
     })
     .await;
-}
-
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = src {
-        if s.to_string().contains("length limit") {
-            return true;
-        }
-        src = s.source();
-    }
-    false
 }
 
 fn json_or_empty<T: serde::Serialize>(r: &T, dropped: u64) -> String {
@@ -399,8 +461,8 @@ mod tests {
         let Ok(Decoded::Metrics(r)) = decode(Signal::Metrics, Encoding::Json, body.as_bytes()) else {
             panic!("decode")
         };
-        let mut d = receive::Deriver::new(crate::serve::redact::Redactor::new(None).unwrap(), 86_400_000);
-        let b = receive::metrics(&mut d, "p", r, now_ms);
+        let d = receive::Deriver::new(crate::serve::redact::Redactor::new(None).unwrap(), 86_400_000);
+        let b = receive::metrics(&d, "p", r, now_ms);
         assert_eq!(b.n_points, 2);
         let a = b.red.iter().find(|(k, _)| k.route == "/a").unwrap();
         assert_eq!(a.1.count, 6.0);

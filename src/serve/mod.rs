@@ -13,6 +13,7 @@ pub mod derive;
 pub mod errors;
 pub mod grpc;
 pub mod http;
+pub mod net;
 pub mod receive;
 pub mod redact;
 pub mod store;
@@ -66,6 +67,8 @@ pub enum Refusal {
     Overload,
     Malformed(String),
     TooLarge,
+    /// The body stalled (counted as malformed).
+    Timeout,
     Unsupported(String),
     Internal(String),
 }
@@ -78,7 +81,8 @@ struct Keys {
 
 pub struct Shared {
     pub counters: Counters,
-    pub deriver: Mutex<Deriver>,
+    /// Derivation state; it locks its parts briefly, so requests derive concurrently.
+    pub deriver: Deriver,
     keys: RwLock<Keys>,
     budget: Arc<Semaphore>,
     budget_kib: usize,
@@ -209,7 +213,7 @@ impl Shared {
     pub fn count_refusal(&self, r: &Refusal) {
         let c = match r {
             Refusal::Auth => &self.counters.refused_auth,
-            Refusal::Malformed(_) => &self.counters.refused_malformed,
+            Refusal::Malformed(_) | Refusal::Timeout => &self.counters.refused_malformed,
             Refusal::TooLarge => &self.counters.refused_too_large,
             Refusal::Unsupported(_) => &self.counters.refused_unsupported,
             // overload is counted where it is decided; internal errors are logged
@@ -235,6 +239,8 @@ fn warn_bind(what: &str, addr: &SocketAddr) {
 /// Runs the backend until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> Result<()> {
     limit_malloc_arenas();
+    let nofile = net::raise_open_files_limit();
+    let (http_conns, grpc_conns, api_conns) = net::conn_limits(nofile);
     let dir = config.data_dir.clone();
     let conn = store::open(&dir)?;
     let token = store::token(&dir)?;
@@ -259,7 +265,7 @@ pub async fn run(config: Config) -> Result<()> {
     let (tx, rx) = mpsc::sync_channel::<Job>(1024);
     let shared = Arc::new(Shared {
         counters,
-        deriver: Mutex::new(deriver),
+        deriver,
         keys: RwLock::new(Keys {
             by_key: HashMap::new(),
             loaded: Instant::now(),
@@ -310,17 +316,37 @@ pub async fn run(config: Config) -> Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let g = tokio::spawn(grpc::serve(shared.clone(), grpc_l, stopped(stop_rx.clone())));
-    let h = tokio::spawn({
-        let app = http::router(shared.clone());
-        let s = stopped(stop_rx.clone());
-        async move { axum::serve(http_l, app).with_graceful_shutdown(s).await }
-    });
-    let a = tokio::spawn({
-        let app = api::router(shared.clone());
-        let s = stopped(stop_rx.clone());
-        async move { axum::serve(api_l, app).with_graceful_shutdown(s).await }
-    });
+    // each listener has its own connection limit: a flood on one never starves the others
+    let g = tokio::spawn(net::serve(
+        grpc_l,
+        grpc::router(shared.clone()),
+        net::Limits {
+            max_conns: grpc_conns,
+            max_streams: 16,
+            http2_only: true,
+        },
+        stopped(stop_rx.clone()),
+    ));
+    let h = tokio::spawn(net::serve(
+        http_l,
+        http::router(shared.clone()),
+        net::Limits {
+            max_conns: http_conns,
+            max_streams: 16,
+            http2_only: false,
+        },
+        stopped(stop_rx.clone()),
+    ));
+    let a = tokio::spawn(net::serve(
+        api_l,
+        api::router(shared.clone()),
+        net::Limits {
+            max_conns: api_conns,
+            max_streams: 32,
+            http2_only: false,
+        },
+        stopped(stop_rx.clone()),
+    ));
 
     shutdown_signal().await;
     eprintln!("obs-stack serve: stopping");

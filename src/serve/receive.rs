@@ -4,6 +4,7 @@
 //! Shared by the HTTP and gRPC receivers; no I/O.
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -104,13 +105,20 @@ pub struct Batch {
     pub n_dropped: u64,
 }
 
-/// The state derivations keep between requests (bounded).
+/// The state derivations keep between requests (bounded). Each part is locked only for one
+/// lookup, never while a request is redacted or walked, so one huge request does not hold up
+/// the others (they derive concurrently, on the blocking pool).
 pub struct Deriver {
     pub redactor: Redactor,
     pub retention_ms: i64,
+    streams: Mutex<Streams>,
+    card: Mutex<Cardinality>,
+}
+
+/// Cumulative streams' last points; one lock, so a point's histogram and sum move together.
+struct Streams {
     hists: DeltaState<RawHist>,
     sums: DeltaState<f64>,
-    card: Cardinality,
 }
 
 impl Deriver {
@@ -118,15 +126,25 @@ impl Deriver {
         Deriver {
             redactor,
             retention_ms,
-            hists: DeltaState::new(100_000),
-            sums: DeltaState::new(100_000),
-            card: Cardinality::default(),
+            streams: Mutex::new(Streams {
+                hists: DeltaState::new(100_000),
+                sums: DeltaState::new(100_000),
+            }),
+            card: Mutex::new(Cardinality::default()),
         }
     }
 
     /// Routes already stored, so the caps survive a restart.
     pub fn seed(&mut self, project: &str, service: &str, route: &str) {
-        self.card.seed(project, service, route);
+        self.card().seed(project, service, route);
+    }
+
+    fn card(&self) -> MutexGuard<'_, Cardinality> {
+        self.card.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn streams(&self) -> MutexGuard<'_, Streams> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn in_window(&self, ts_ms: i64, now_ms: i64) -> bool {
@@ -230,11 +248,11 @@ struct Resource {
     identity: u64,
 }
 
-fn resource(d: &mut Deriver, project: &str, attrs: &[KeyValue], now_ms: i64) -> Resource {
+fn resource(d: &Deriver, project: &str, attrs: &[KeyValue], now_ms: i64) -> Resource {
     let raw = attr_str(attrs, &["service.name"])
         .filter(|s| !s.is_empty())
         .unwrap_or("unknown_service");
-    let service = d.card.service(project, &clip(raw, 128));
+    let service = d.card().service(project, &clip(raw, 128));
     let info = ServiceInfo {
         name: service.clone(),
         language: attr_str(attrs, &["telemetry.sdk.language"])
@@ -276,7 +294,7 @@ fn record_red(batch: &mut Batch, key: RedKey, count: f64, hist: Hist) {
     e.hist.merge(&hist);
 }
 
-pub fn traces(d: &mut Deriver, project: &str, mut req: ExportTraceServiceRequest, now_ms: i64) -> Batch {
+pub fn traces(d: &Deriver, project: &str, mut req: ExportTraceServiceRequest, now_ms: i64) -> Batch {
     d.redactor.traces(&mut req);
     let mut batch = Batch {
         project: project.to_string(),
@@ -308,7 +326,7 @@ pub fn traces(d: &mut Deriver, project: &str, mut req: ExportTraceServiceRequest
                         attr_str(a, &["http.route"]),
                         attr_str(a, &["url.path", "http.target"]),
                     );
-                    d.card.route(project, &res.service, &r)
+                    d.card().route(project, &res.service, &r)
                 } else {
                     String::new()
                 };
@@ -443,7 +461,7 @@ fn to_ms_factor(unit: &str, default: f64) -> f64 {
     }
 }
 
-pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequest, now_ms: i64) -> Batch {
+pub fn metrics(d: &Deriver, project: &str, mut req: ExportMetricsServiceRequest, now_ms: i64) -> Batch {
     d.redactor.metrics(&mut req);
     let mut batch = Batch {
         project: project.to_string(),
@@ -638,10 +656,12 @@ pub fn metrics(d: &mut Deriver, project: &str, mut req: ExportMetricsServiceRequ
                             // monotonic counters become rates per second
                             let key = stream_key(res.identity, &metric.name, &p.attributes);
                             let (delta, secs) = if cumulative {
-                                let prev = d.sums.swap(key, p.start_time_unix_nano, v);
+                                let mut st = d.streams();
+                                let prev = st.sums.swap(key, p.start_time_unix_nano, v);
                                 let prev_time =
-                                    d.sums
+                                    st.sums
                                         .swap(key ^ 1, p.start_time_unix_nano, p.time_unix_nano as f64);
+                                drop(st);
                                 match (prev, prev_time) {
                                     (Some(pv), Some(pt)) if v >= pv => {
                                         (v - pv, (p.time_unix_nano as f64 - pt) / 1e9)
@@ -693,7 +713,7 @@ fn number(v: &Option<number_data_point::Value>) -> f64 {
 /// The part of a histogram point that is new since the last one of its stream.
 #[allow(clippy::too_many_arguments)]
 fn cumulative_delta(
-    d: &mut Deriver,
+    d: &Deriver,
     cumulative: bool,
     key: u64,
     sum_key: u64,
@@ -705,8 +725,10 @@ fn cumulative_delta(
     if !cumulative {
         return (Some(raw), sum);
     }
-    let prev = d.hists.swap(key, start_ns, raw.clone());
-    let prev_sum = d.sums.swap(sum_key, start_ns, sum);
+    let mut st = d.streams();
+    let prev = st.hists.swap(key, start_ns, raw.clone());
+    let prev_sum = st.sums.swap(sum_key, start_ns, sum);
+    drop(st);
     match prev {
         Some(p) => match raw.minus(&p) {
             Some(delta) => (Some(delta), sum - prev_sum.unwrap_or(0.0)),
@@ -719,7 +741,7 @@ fn cumulative_delta(
 
 #[allow(clippy::too_many_arguments)]
 fn red_point(
-    d: &mut Deriver,
+    d: &Deriver,
     batch: &mut Batch,
     project: &str,
     service: &str,
@@ -740,7 +762,7 @@ fn red_point(
         attr_str(a, &["http.route"]),
         attr_str(a, &["url.path", "http.target"]),
     );
-    let route = d.card.route(project, service, &route);
+    let route = d.card().route(project, service, &route);
     let key = RedKey {
         service: service.to_string(),
         route,
@@ -754,7 +776,7 @@ fn red_point(
 
 #[allow(clippy::too_many_arguments)]
 fn runtime_point(
-    d: &mut Deriver,
+    d: &Deriver,
     batch: &mut Batch,
     project: &str,
     service: &str,
@@ -769,7 +791,7 @@ fn runtime_point(
     }
     let series = series_name(name, a);
     // bounded: at most MAX_RUNTIME_SERIES series per service (shares the route cap's table)
-    let capped = d.card.route(project, &format!("runtime:{service}"), &series);
+    let capped = d.card().route(project, &format!("runtime:{service}"), &series);
     const { assert!(MAX_RUNTIME_SERIES >= derive::MAX_ROUTES_PER_SERVICE) };
     if capped == OTHER_ROUTE {
         return;
@@ -783,7 +805,7 @@ fn runtime_point(
     });
 }
 
-pub fn logs(d: &mut Deriver, project: &str, mut req: ExportLogsServiceRequest, now_ms: i64) -> Batch {
+pub fn logs(d: &Deriver, project: &str, mut req: ExportLogsServiceRequest, now_ms: i64) -> Batch {
     d.redactor.logs(&mut req);
     let mut batch = Batch {
         project: project.to_string(),
@@ -914,10 +936,10 @@ mod tests {
     fn cumulative_histograms_become_deltas() {
         let now_ms = 1_800_000_000_000i64;
         let now = now_ms as u64 * 1_000_000;
-        let mut d = Deriver::new(Redactor::new(None).unwrap(), 86_400_000);
+        let d = Deriver::new(Redactor::new(None).unwrap(), 86_400_000);
         let start = now - 20_000_000_000;
-        let b1 = metrics(&mut d, "p", hist_req(10, start, now - 10_000_000_000), now_ms);
-        let b2 = metrics(&mut d, "p", hist_req(25, start, now), now_ms);
+        let b1 = metrics(&d, "p", hist_req(10, start, now - 10_000_000_000), now_ms);
+        let b2 = metrics(&d, "p", hist_req(25, start, now), now_ms);
         let total = |b: &Batch| b.red.values().map(|v| v.count).sum::<f64>();
         assert_eq!(total(&b1), 10.0);
         assert_eq!(total(&b2), 15.0);

@@ -351,3 +351,80 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+impl Server {
+    /// Like [`Server::start`], the server started with a soft open-files limit of `soft` (the
+    /// hard limit unchanged), as under a default `ulimit -n 1024`.
+    pub async fn start_with_open_files(extra: &[&str], soft: u64) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let key = project_add(&dir, "demo");
+        let mut s = Server {
+            child: None,
+            dir,
+            _tmp: Some(tmp),
+            grpc: free_port(),
+            http: free_port(),
+            api: free_port(),
+            token: String::new(),
+            key,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&s.dir)
+            .args(["--otlp-grpc", &format!("127.0.0.1:{}", s.grpc)])
+            .args(["--otlp-http", &format!("127.0.0.1:{}", s.http)])
+            .args(["--api", &format!("127.0.0.1:{}", s.api)])
+            .args(&s.extra)
+            .env_remove("OBS_STACK_DATA_DIR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut r = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+                r.rlim_cur = (soft as libc::rlim_t).min(r.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+                Ok(())
+            });
+        }
+        s.child = Some(cmd.spawn().expect("start obs-stack serve"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/healthz", s.api)).await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "serve did not answer /healthz");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.token = std::fs::read_to_string(s.dir.join("token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        s
+    }
+}
+
+/// Raises this process's soft open-files limit to the hard one (for tests that open
+/// thousands of connections); returns it.
+#[allow(clippy::useless_conversion)]
+pub fn raise_own_open_files() -> u64 {
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+        r.rlim_cur = r.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        u64::from(r.rlim_cur)
+    }
+}
