@@ -1111,7 +1111,8 @@ impl Writer {
         let r = self.expire(cutoff);
         self.finish(r)?;
         let mut size = db_size(&self.conn)?;
-        if size > self.max_size {
+        let over = size > self.max_size;
+        if over {
             let low = self.max_size - self.max_size / 10;
             let mut skip = BTreeSet::new();
             for _ in 0..256 {
@@ -1140,6 +1141,10 @@ impl Writer {
             counters.save(&self.conn)?;
         }
         self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        if over {
+            // in WAL mode the file shrinks when the checkpoint reaches the vacuum
+            self.checkpoint();
+        }
         Ok(dropped)
     }
 
