@@ -169,6 +169,14 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<Outcome> {
         }
         Some(ServeAction::Project(ProjectAction::Add { name, dir })) => {
             let dir = data_dir(&dir)?;
+            if store::empty_db(&dir) {
+                // adding to it would hide that every other project is gone
+                anyhow::bail!(
+                    "{} is empty (0 bytes): every project and its ingest key are gone; \
+                     start `obs-stack serve --reset` once (or move the file aside), then add projects",
+                    store::db_path(&dir).display()
+                );
+            }
             let conn = store::open(&dir)?;
             let key = store::project_add(&conn, &name)?;
             if global.json {

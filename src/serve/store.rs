@@ -261,19 +261,27 @@ pub fn secure_dir(dir: &Path) -> Result<()> {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        let fix = |p: &Path, mode: u32| -> Result<()> {
-            let m = std::fs::metadata(p)?.permissions().mode() & 0o777;
-            if m != mode {
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-                    .with_context(|| format!("cannot make {} private (mode {mode:o})", p.display()))?;
+        // a file we cannot change (a read-only mount of redaction.yaml, another owner) is
+        // reported, not fatal: refusing to start would not make it private either
+        let fix = |p: &Path, mode: u32| {
+            let r = std::fs::metadata(p).and_then(|m| {
+                if m.permissions().mode() & 0o777 != mode {
+                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+                }
+                Ok(())
+            });
+            if let Err(e) = r {
+                eprintln!(
+                    "warning: cannot make {} private (mode {mode:o}): {e}",
+                    p.display()
+                );
             }
-            Ok(())
         };
-        fix(dir, 0o700)?;
+        fix(dir, 0o700);
         for e in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
             let e = e?;
             if e.file_type()?.is_file() {
-                fix(&e.path(), 0o600)?;
+                fix(&e.path(), 0o600);
             }
         }
     }
@@ -281,6 +289,11 @@ pub fn secure_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     Ok(())
+}
+
+/// Whether `serve.db` exists with 0 bytes (SQLite would take it for a new database).
+pub fn empty_db(dir: &Path) -> bool {
+    std::fs::metadata(db_path(dir)).is_ok_and(|m| m.len() == 0)
 }
 
 /// What is wrong with an existing database before serving from it, if anything: a 0-byte
@@ -294,7 +307,7 @@ pub fn damage(dir: &Path, budget: std::time::Duration) -> Result<Option<String>>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    if len == 0 {
+    if empty_db(dir) {
         return Ok(Some(format!(
             "{} is empty (0 bytes): every project and its ingest key are gone",
             path.display()
