@@ -58,12 +58,16 @@ pub struct RunArgs {
     /// Keep data this long (e.g. 90m, 24h, 7d)
     #[arg(long, env = "OBS_STACK_RETENTION", default_value = "24h", value_parser = parse_duration_ms, value_name = "DURATION")]
     pub retention: i64,
-    /// Largest database size; the oldest hourly partitions are dropped beyond it (e.g. 500MiB, 1GiB)
+    /// Largest database size; beyond it the project using the most loses its oldest data (e.g. 500MiB, 1GiB)
     #[arg(long, env = "OBS_STACK_MAX_SIZE", default_value = "1GiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_size: u64,
     /// Memory cap: ingest beyond it is refused with retryable answers (e.g. 256MiB)
     #[arg(long, env = "OBS_STACK_MAX_MEMORY", default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_memory: u64,
+    /// If the database is empty (0 bytes) or damaged, move it aside and start a new one
+    /// (keeping the projects' ingest keys when they can be read); a healthy one is kept
+    #[arg(long)]
+    pub reset: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -165,6 +169,14 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<Outcome> {
         }
         Some(ServeAction::Project(ProjectAction::Add { name, dir })) => {
             let dir = data_dir(&dir)?;
+            if store::empty_db(&dir) {
+                // adding to it would hide that every other project is gone
+                anyhow::bail!(
+                    "{} is empty (0 bytes): every project and its ingest key are gone; \
+                     start `obs-stack serve --reset` once (or move the file aside), then add projects",
+                    store::db_path(&dir).display()
+                );
+            }
             let conn = store::open(&dir)?;
             let key = store::project_add(&conn, &name)?;
             if global.json {
@@ -187,6 +199,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<Outcome> {
                 retention_ms: a.retention,
                 max_size: a.max_size.min(i64::MAX as u64) as i64,
                 max_memory: a.max_memory,
+                reset: a.reset,
             };
             if config.max_memory < (80 << 20) {
                 anyhow::bail!("--max-memory must be at least 80MiB");

@@ -36,11 +36,19 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .merge(api)
         .merge(super::ui::router()) // the web UI (src/serve/ui.rs)
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
         .with_state(shared)
+}
+
+/// 200 `ok`, or 503 with the reason when the store cannot be written (corrupt, disk full …).
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.health.error() {
+        None => "ok\n".into_response(),
+        Some(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store broken: {e}\n")).into_response(),
+    }
 }
 
 /// How a request proved it holds the token.
@@ -164,8 +172,14 @@ fn scope(shared: &Shared, p: &Params) -> Result<Scope, Box<Response>> {
     let Some((pid, _, _)) = projects.into_iter().find(|(_, n, _)| n == project) else {
         return Err(Box::new(err(StatusCode::NOT_FOUND, "no such project")));
     };
-    let to = p.to.unwrap_or_else(|| store::now_ms() + 1);
-    let from = p.from.unwrap_or(to - 15 * 60 * 1000);
+    // clamped to times whose nanoseconds fit an i64, so no conversion below can wrap
+    let to =
+        p.to.unwrap_or_else(|| store::now_ms() + 1)
+            .clamp(1, store::MAX_TIME_MS);
+    let from = p
+        .from
+        .unwrap_or(to.saturating_sub(15 * 60 * 1000))
+        .clamp(0, store::MAX_TIME_MS);
     if from >= to {
         return Err(Box::new(err(StatusCode::BAD_REQUEST, "from must be before to")));
     }
@@ -458,6 +472,7 @@ fn stats_value(shared: &Shared, c: &rusqlite::Connection) -> anyhow::Result<Valu
         "oldest_data_ms": store::oldest_ms(c)?,
         "partitions": parts.iter().map(|(h, n)| json!({"hour_start_ms": h * 3_600_000, "spans": n})).collect::<Vec<_>>(),
         "uptime_s": shared.started.elapsed().as_secs(),
+        "store": shared.health.json(),
         "rss_bytes": rss_bytes(),
     }))
 }

@@ -41,6 +41,8 @@ pub const MAX_BODY: usize = 16 << 20;
 const BASE_MEMORY: u64 = 64 << 20;
 /// How long an API call waits for a share of the query memory before it answers 503.
 const QUERY_WAIT: Duration = Duration::from_secs(10);
+/// Longest the integrity check at start may take (it reads the whole database).
+const INTEGRITY_BUDGET: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +53,8 @@ pub struct Config {
     pub retention_ms: i64,
     pub max_size: i64,
     pub max_memory: u64,
+    /// Start over when the database is empty (0 bytes) or damaged (`store::reset`).
+    pub reset: bool,
 }
 
 /// A batch on its way to the writer, with the memory share it holds until it is committed.
@@ -81,6 +85,8 @@ struct Keys {
 
 pub struct Shared {
     pub counters: Counters,
+    /// Whether the store can be written (`/healthz`, `/api/v1/stats`).
+    pub health: store::Health,
     /// Derivation state; it locks its parts briefly, so requests derive concurrently.
     pub deriver: Deriver,
     keys: RwLock<Keys>,
@@ -242,6 +248,23 @@ pub async fn run(config: Config) -> Result<()> {
     let nofile = net::raise_open_files_limit();
     let (http_conns, grpc_conns, api_conns) = net::conn_limits(nofile);
     let dir = config.data_dir.clone();
+    store::secure_dir(&dir)?;
+    if let Some(why) = store::damage(&dir, INTEGRITY_BUDGET)? {
+        if !config.reset {
+            anyhow::bail!(
+                "{why}.\nRefusing to start: ingest would fail or every agent would get 401. To recover, \
+                 start once with --reset (moves the file aside as serve.db.broken-<time> and starts a \
+                 new database, keeping the projects' ingest keys when they can still be read), or stop \
+                 and move {} aside yourself.",
+                store::db_path(&dir).display()
+            );
+        }
+        let (aside, kept) = store::reset(&dir)?;
+        eprintln!(
+            "obs-stack serve: {why}; --reset moved it to {} and started a new database ({kept} project(s) and their ingest keys kept)",
+            aside.display()
+        );
+    }
     let conn = store::open(&dir)?;
     let token = store::token(&dir)?;
     let counters = Counters::default();
@@ -265,6 +288,7 @@ pub async fn run(config: Config) -> Result<()> {
     let (tx, rx) = mpsc::sync_channel::<Job>(1024);
     let shared = Arc::new(Shared {
         counters,
+        health: store::Health::default(),
         deriver,
         keys: RwLock::new(Keys {
             by_key: HashMap::new(),
@@ -415,6 +439,7 @@ fn writer_loop(mut writer: store::Writer, rx: mpsc::Receiver<Job>, shared: Arc<S
                     let Some(shared) = weak.upgrade() else { break };
                     if let Err(e) = writer.enforce_retention(&shared.counters, store::now_ms()) {
                         tracing::error!("retention failed: {e:#}");
+                        shared.health.note(&e);
                     }
                     writer.checkpoint();
                     last_maintenance = Instant::now();
@@ -443,12 +468,17 @@ fn writer_loop(mut writer: store::Writer, rx: mpsc::Receiver<Job>, shared: Arc<S
         let batches: Vec<&Batch> = jobs.iter().map(|j| &j.batch).collect();
         match writer.write(&batches, &shared.counters) {
             Ok(results) => {
+                shared.health.ok();
                 for (j, r) in jobs.into_iter().zip(results) {
+                    if let Err(e) = &r {
+                        shared.health.note(e);
+                    }
                     let _ = j.reply.send(r.map_err(|e| format!("{e:#}")));
                 }
             }
             Err(e) => {
                 tracing::error!("write failed: {e:#}");
+                shared.health.note(&e);
                 for j in jobs {
                     let _ = j.reply.send(Err(format!("{e:#}")));
                 }
@@ -460,6 +490,7 @@ fn writer_loop(mut writer: store::Writer, rx: mpsc::Receiver<Job>, shared: Arc<S
         if over || last_maintenance.elapsed() >= Duration::from_secs(10) {
             if let Err(e) = writer.enforce_retention(&shared.counters, store::now_ms()) {
                 tracing::error!("retention failed: {e:#}");
+                shared.health.note(&e);
             }
             last_maintenance = Instant::now();
         }

@@ -147,8 +147,16 @@ impl Deriver {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a time is one the store keeps: [now − retention, now + skew] (`store::window`).
     fn in_window(&self, ts_ms: i64, now_ms: i64) -> bool {
-        ts_ms >= now_ms - self.retention_ms && ts_ms <= now_ms + 3_600_000
+        let (lo, hi) = super::store::window(now_ms, self.retention_ms);
+        ts_ms >= lo && ts_ms <= hi
+    }
+
+    /// `ns` moved into the window (an event time a span carries: kept, at a possible time).
+    fn clamp_ns(&self, ns: u64, now_ms: i64) -> u64 {
+        let (lo, hi) = super::store::window(now_ms, self.retention_ms);
+        ns.clamp(lo as u64 * 1_000_000, hi as u64 * 1_000_000)
     }
 }
 
@@ -310,7 +318,12 @@ pub fn traces(d: &Deriver, project: &str, mut req: ExportTraceServiceRequest, no
                 let start_ns = span.start_time_unix_nano.min(i64::MAX as u64) as i64;
                 let end_ns = span.end_time_unix_nano.min(i64::MAX as u64) as i64;
                 let start_ms = start_ns / 1_000_000;
-                if !d.in_window(start_ms, now_ms) || span.trace_id.len() != 16 {
+                // both ends in the window: an end in year 2262 would make a duration of
+                // centuries and a RED bucket in the future
+                if !d.in_window(start_ms, now_ms)
+                    || !d.in_window(end_ns / 1_000_000, now_ms)
+                    || span.trace_id.len() != 16
+                {
                     batch.n_dropped += 1;
                     continue;
                 }
@@ -335,6 +348,7 @@ pub fn traces(d: &Deriver, project: &str, mut req: ExportTraceServiceRequest, no
                 let error = status == 2 || (server && http_status >= 500);
                 let mut events = Vec::new();
                 for ev in span.events.iter_mut().take(MAX_ATTRS) {
+                    ev.time_unix_nano = d.clamp_ns(ev.time_unix_nano, now_ms);
                     if ev.name == "exception" {
                         let kind = attr_str(&ev.attributes, &["exception.type"]).unwrap_or("");
                         let message = attr_str(&ev.attributes, &["exception.message"]).unwrap_or("");
@@ -614,7 +628,11 @@ pub fn metrics(d: &Deriver, project: &str, mut req: ExportMetricsServiceRequest,
                         for p in &g.data_points {
                             batch.n_points += 1;
                             let ts_ms = (p.time_unix_nano / 1_000_000) as i64;
-                            if runtime && d.in_window(ts_ms, now_ms) {
+                            if !d.in_window(ts_ms, now_ms) {
+                                batch.n_dropped += 1;
+                                continue;
+                            }
+                            if runtime {
                                 let v = number(&p.value);
                                 runtime_point(
                                     d,
@@ -635,7 +653,11 @@ pub fn metrics(d: &Deriver, project: &str, mut req: ExportMetricsServiceRequest,
                         for p in &s.data_points {
                             batch.n_points += 1;
                             let ts_ms = (p.time_unix_nano / 1_000_000) as i64;
-                            if !runtime || !d.in_window(ts_ms, now_ms) {
+                            if !d.in_window(ts_ms, now_ms) {
+                                batch.n_dropped += 1;
+                                continue;
+                            }
+                            if !runtime {
                                 continue;
                             }
                             let v = number(&p.value);
@@ -818,12 +840,13 @@ pub fn logs(d: &Deriver, project: &str, mut req: ExportLogsServiceRequest, now_m
         for sl in &mut rl.scope_logs {
             for rec in &mut sl.log_records {
                 batch.n_logs += 1;
-                let ts = if rec.time_unix_nano > 0 {
-                    rec.time_unix_nano
-                } else {
-                    rec.observed_time_unix_nano
-                };
-                let ts_ms = (ts / 1_000_000) as i64;
+                // the event time when it is a possible one, else when the SDK observed it
+                let ts_ms = [rec.time_unix_nano, rec.observed_time_unix_nano]
+                    .into_iter()
+                    .filter(|t| *t > 0)
+                    .map(|t| (t / 1_000_000) as i64)
+                    .find(|t| d.in_window(*t, now_ms))
+                    .unwrap_or(-1);
                 let has_exc = attr(&rec.attributes, "exception.type").is_some()
                     || attr(&rec.attributes, "exception.stacktrace").is_some();
                 if !(rec.severity_number >= 17 || has_exc) {
