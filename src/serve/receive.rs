@@ -980,9 +980,9 @@ mod tests {
         let now = now_ms as u64 * 1_000_000;
         let mut d = Deriver::new(Redactor::new(None).unwrap(), 86_400_000);
         let shop = "shop";
-        let t = traces(&mut d, "p", canary_traces(shop, now), now_ms);
-        let m = metrics(&mut d, "p", canary_metrics(shop, now), now_ms);
-        let l = logs(&mut d, "p", canary_logs(shop, now), now_ms);
+        let t = traces(&d, "p", canary_traces(shop, now), now_ms);
+        let m = metrics(&d, "p", canary_metrics(shop, now), now_ms);
+        let l = logs(&d, "p", canary_logs(shop, now), now_ms);
         // derivations did run on the canaries: spans, errors, runtime series, RED
         assert_eq!((t.spans.len(), t.errors.len()), (1, 1));
         assert!(!m.runtime.is_empty() && !m.red.is_empty() && l.errors.len() == 3);
@@ -1025,7 +1025,7 @@ mod tests {
             }],
         };
         let b = traces(
-            &mut d,
+            &d,
             "p",
             req(
                 "shop",
@@ -1051,7 +1051,7 @@ mod tests {
         );
         // no http.route: the route comes from the path, a 9-digit id is still an id
         let b = traces(
-            &mut d,
+            &d,
             "p",
             req("jane@example.com", "", "/orders/123456789", Value::IntValue(200)),
             now_ms,
