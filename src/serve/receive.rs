@@ -978,7 +978,7 @@ mod tests {
         use crate::serve::redact::tests::{canary_logs, canary_metrics, canary_traces, survivors};
         let now_ms = 1_800_000_000_000i64;
         let now = now_ms as u64 * 1_000_000;
-        let mut d = Deriver::new(Redactor::new(None).unwrap(), 86_400_000);
+        let d = Deriver::new(Redactor::new(None).unwrap(), 86_400_000);
         let shop = "shop";
         let t = traces(&d, "p", canary_traces(shop, now), now_ms);
         let m = metrics(&d, "p", canary_metrics(shop, now), now_ms);
@@ -997,7 +997,7 @@ mod tests {
         use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
         let now_ms = 1_800_000_000_000i64;
         let now = now_ms as u64 * 1_000_000;
-        let mut d = Deriver::new(Redactor::new(None).unwrap(), 86_400_000);
+        let d = Deriver::new(Redactor::new(None).unwrap(), 86_400_000);
         let req = |service: &str, route: &str, path: &str, status: Value| ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(PResource {
