@@ -1,7 +1,12 @@
-//! Error grouping: an exception's fingerprint is its type plus the normalised frames of the
-//! app's own code (function and file, never line numbers; library frames — site-packages,
-//! node_modules, `java.*`, `org.springframework.*` … — left out), so the same bug thrown from
-//! the same code path groups together across requests, line edits and library upgrades.
+//! Error grouping: an exception's fingerprint is its type, the HTTP status class of the request
+//! it failed (a 403 and a 500 are different problems), its throw site (the innermost frame of
+//! the app's own code, with its line) and the normalised frames of the app's code above it
+//! (function and file, no line numbers; library frames — site-packages, node_modules, `java.*`,
+//! `org.springframework.*` … — and the JVM's synthetic frames — reflection accessors, proxies,
+//! lambdas, which change as the JIT warms up — left out). So the same bug thrown from the same
+//! place groups together across requests, library upgrades and edits elsewhere in the file,
+//! and two `throw`s in one function are two groups (editing lines above a throw starts a new
+//! group for it: the price of telling throw sites apart where no source text is sent).
 //! Pure functions; stack traces of Python, Node.js and the JVM are understood, anything else
 //! falls back to the type plus the message with its numbers and ids blanked.
 use sha2::{Digest, Sha256};
@@ -11,7 +16,35 @@ use sha2::{Digest, Sha256};
 pub struct Frame {
     pub function: String,
     pub file: String,
+    pub line: Option<u32>,
     pub in_app: bool,
+}
+
+/// JVM frames that say how a call was dispatched, not where the code is: reflection
+/// accessors (native, generated, direct method handles — the JVM switches between them as it
+/// warms up), dynamic proxies, CGLIB subclasses and lambda forms.
+fn jvm_synthetic(func: &str, loc: &str) -> bool {
+    loc.starts_with("Unknown Source")
+        || loc == "<generated>"
+        || func.contains("GeneratedMethodAccessor")
+        || func.contains("GeneratedConstructorAccessor")
+        || func.contains("MethodAccessorImpl")
+        || func.contains("MethodHandleAccessor")
+        || func.contains("$Proxy")
+        || func.starts_with("jdk.proxy")
+        || func.contains("$$")
+        || func.contains("LambdaForm$")
+}
+
+/// The line number at the end of a location (`File.java:42`, `/app/x.js:12:9`).
+fn line_of(loc: &str) -> Option<u32> {
+    let parts: Vec<&str> = loc.trim_end_matches(')').rsplitn(3, ':').collect();
+    // `file:line:col` → [col, line, file]; `file:line` → [line, file]
+    match parts.as_slice() {
+        [col, line, _] if col.parse::<u32>().is_ok() => line.parse().ok(),
+        [line, ..] => line.parse().ok(),
+        _ => None,
+    }
 }
 
 const JAVA_LIBRARY_PREFIXES: &[&str] = &[
@@ -64,9 +97,14 @@ pub fn parse_frames(stack: &str) -> Vec<Frame> {
         if let Some(rest) = t.strip_prefix("File \"") {
             if let Some((file, tail)) = rest.split_once('"') {
                 let function = tail.rsplit_once(" in ").map(|(_, f)| f.trim()).unwrap_or("");
+                let line = tail
+                    .split_once("line ")
+                    .and_then(|(_, l)| l.split(|c: char| !c.is_ascii_digit()).next())
+                    .and_then(|l| l.parse().ok());
                 frames.push(Frame {
                     function: function.to_string(),
                     file: basename(file),
+                    line,
                     in_app: !python_library(file),
                 });
             }
@@ -77,17 +115,22 @@ pub fn parse_frames(stack: &str) -> Vec<Frame> {
             if let Some((func, loc)) = rest.split_once('(') {
                 let loc = loc.trim_end_matches(')');
                 let func = func.trim();
+                let func_j = strip_java_module(func);
                 if loc.contains(".java")
                     || loc.contains(".kt")
                     || loc == "Native Method"
                     || loc.starts_with("Unknown Source")
+                    || (loc == "<generated>" && func_j.contains('.'))
                 {
-                    let func = strip_java_module(func);
-                    let lib = JAVA_LIBRARY_PREFIXES.iter().any(|p| func.starts_with(p));
+                    if jvm_synthetic(func_j, loc) {
+                        continue;
+                    }
+                    let lib = JAVA_LIBRARY_PREFIXES.iter().any(|p| func_j.starts_with(p));
                     let file = loc.split(':').next().unwrap_or("");
                     frames.push(Frame {
-                        function: normalise_fn(func),
+                        function: normalise_fn(func_j),
                         file: file.to_string(),
+                        line: line_of(loc),
                         in_app: !lib,
                     });
                     continue;
@@ -97,6 +140,7 @@ pub fn parse_frames(stack: &str) -> Vec<Frame> {
                 frames.push(Frame {
                     function: normalise_fn(func),
                     file: basename(&file),
+                    line: line_of(loc),
                     in_app: !node_library(&file),
                 });
                 continue;
@@ -106,6 +150,7 @@ pub fn parse_frames(stack: &str) -> Vec<Frame> {
             frames.push(Frame {
                 function: String::new(),
                 file: basename(&file),
+                line: line_of(rest),
                 in_app: !node_library(&file),
             });
         }
@@ -173,26 +218,44 @@ pub fn normalise_message(msg: &str) -> String {
     out
 }
 
-/// The group id (16 hex chars) of an exception.
-pub fn fingerprint(kind: &str, message: &str, stack: &str) -> String {
-    let frames = parse_frames(stack);
+/// The group id (16 hex chars) of an exception; `status` is the HTTP status of the request
+/// it failed (0 when unknown): a 4xx makes its own group.
+pub fn fingerprint(kind: &str, message: &str, stack: &str, status: i64) -> String {
+    let mut frames = parse_frames(stack);
+    // Python prints the innermost frame last, the JVM and Node.js first: put it first
+    if stack.contains("Traceback (most recent call last)") {
+        frames.reverse();
+    }
     let app: Vec<&Frame> = frames.iter().filter(|f| f.in_app).collect();
     let mut h = Sha256::new();
     h.update(kind.trim().as_bytes());
     h.update(b"\n");
+    // a 4xx is the client's problem, told apart from the same exception failing a request;
+    // 5xx and unknown stay together, so an error log and the span event of the same failure
+    // (the log has no status) land in one group
+    if (400..500).contains(&status) {
+        h.update(b"4xx\n");
+    }
     if app.is_empty() {
         if frames.is_empty() {
             h.update(normalise_message(message).as_bytes());
         } else {
-            // only library frames: the outermost library entry point still tells paths apart
+            // only library frames: where the library threw, and the entry points above it
             for f in frames.iter().take(3) {
                 h.update(f.function.as_bytes());
                 h.update(b"@");
                 h.update(f.file.as_bytes());
                 h.update(b"\n");
             }
+            if let Some(l) = frames[0].line {
+                h.update(l.to_string().as_bytes());
+            }
         }
     } else {
+        // the throw site with its line, then the path of app code that led there
+        if let Some(l) = app[0].line {
+            h.update(format!("{l}\n").as_bytes());
+        }
         for f in app.iter().take(30) {
             h.update(f.function.as_bytes());
             h.update(b"@");
@@ -228,6 +291,84 @@ mod tests {
     const NODE: &str = "Error: boom\n    at handler (/app/server.js:21:11)\n    at Layer.handle [as handle_request] (/app/node_modules/express/lib/router/layer.js:95:5)\n    at next (node:internal/process/task_queues:140:7)";
     const JAVA: &str = "java.lang.IllegalStateException: boom\n\tat com.example.demo.Controller.error(Controller.java:42)\n\tat java.base/jdk.internal.reflect.DirectMethodHandleAccessor.invoke(DirectMethodHandleAccessor.java:103)\n\tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:885)";
 
+    /// The same Spring controller throw, before and after the JVM inflated its reflection
+    /// accessor (the first calls go through native accessors, later ones through generated
+    /// ones or method handles), behind a CGLIB proxy.
+    const JAVA_COLD: &str = "java.lang.IllegalStateException: simulated failure\n\tat com.example.shop.OrderController.error(OrderController.java:57)\n\tat java.base/jdk.internal.reflect.NativeMethodAccessorImpl.invoke0(Native Method)\n\tat java.base/jdk.internal.reflect.NativeMethodAccessorImpl.invoke(NativeMethodAccessorImpl.java:77)\n\tat java.base/jdk.internal.reflect.DelegatingMethodAccessorImpl.invoke(DelegatingMethodAccessorImpl.java:43)\n\tat java.base/java.lang.reflect.Method.invoke(Method.java:568)\n\tat com.example.shop.OrderController$$SpringCGLIB$$0.error(<generated>)\n\tat org.springframework.web.method.support.InvocableHandlerMethod.doInvoke(InvocableHandlerMethod.java:258)";
+    const JAVA_WARM: &str = "java.lang.IllegalStateException: simulated failure\n\tat com.example.shop.OrderController.error(OrderController.java:57)\n\tat jdk.internal.reflect.GeneratedMethodAccessor41.invoke(Unknown Source)\n\tat java.base/jdk.internal.reflect.DelegatingMethodAccessorImpl.invoke(DelegatingMethodAccessorImpl.java:43)\n\tat java.base/java.lang.reflect.Method.invoke(Method.java:568)\n\tat com.example.shop.OrderController$$SpringCGLIB$$0.error(<generated>)\n\tat org.springframework.web.method.support.InvocableHandlerMethod.doInvoke(InvocableHandlerMethod.java:258)";
+    const JAVA_MH: &str = "java.lang.IllegalStateException: simulated failure\n\tat com.example.shop.OrderController.error(OrderController.java:57)\n\tat java.base/jdk.internal.reflect.DirectMethodHandleAccessor.invoke(DirectMethodHandleAccessor.java:103)\n\tat java.base/java.lang.reflect.Method.invoke(Method.java:580)\n\tat org.springframework.web.method.support.InvocableHandlerMethod.doInvoke(InvocableHandlerMethod.java:258)";
+
+    #[test]
+    fn the_jvm_warming_up_does_not_split_a_group() {
+        let cold = fingerprint(
+            "java.lang.IllegalStateException",
+            "simulated failure",
+            JAVA_COLD,
+            500,
+        );
+        assert_eq!(
+            cold,
+            fingerprint(
+                "java.lang.IllegalStateException",
+                "simulated failure",
+                JAVA_WARM,
+                500
+            )
+        );
+        assert_eq!(
+            cold,
+            fingerprint(
+                "java.lang.IllegalStateException",
+                "simulated failure",
+                JAVA_MH,
+                500
+            )
+        );
+        // no synthetic frame is kept at all
+        assert!(
+            parse_frames(JAVA_COLD)
+                .iter()
+                .all(|f| !f.function.contains("$$") && !f.function.contains("Accessor"))
+        );
+    }
+
+    #[test]
+    fn throw_sites_and_client_errors_are_groups_of_their_own() {
+        let other_line = JAVA_WARM.replace("OrderController.java:57", "OrderController.java:61");
+        let k = "org.springframework.web.server.ResponseStatusException";
+        assert_ne!(
+            fingerprint(k, "403 FORBIDDEN", JAVA_WARM, 403),
+            fingerprint(k, "500 INTERNAL_SERVER_ERROR", &other_line, 500),
+            "two throws in one method"
+        );
+        assert_ne!(
+            fingerprint(k, "x", JAVA_WARM, 403),
+            fingerprint(k, "x", JAVA_WARM, 500),
+            "a 4xx is not the same problem as a 5xx"
+        );
+        // a log of the failure (no status) joins its span event's group
+        assert_eq!(
+            fingerprint(k, "x", JAVA_WARM, 500),
+            fingerprint(k, "x", JAVA_WARM, 0)
+        );
+        // Python: the throw site is the last frame printed
+        let py_other = PY.replace("line 31", "line 40");
+        assert_ne!(
+            fingerprint("RuntimeError", "boom", PY, 500),
+            fingerprint("RuntimeError", "boom", &py_other, 500)
+        );
+        let node_other = NODE.replace("server.js:21:11", "server.js:30:5");
+        assert_ne!(
+            fingerprint("Error", "boom", NODE, 500),
+            fingerprint("Error", "boom", &node_other, 500)
+        );
+        let node_lib_moved = NODE.replace("layer.js:95:5", "layer.js:97:5");
+        assert_eq!(
+            fingerprint("Error", "boom", NODE, 500),
+            fingerprint("Error", "boom", &node_lib_moved, 500)
+        );
+    }
+
     #[test]
     fn frames_of_each_runtime() {
         let py = parse_frames(PY);
@@ -239,30 +380,35 @@ mod tests {
         assert_eq!(node[0].function, "handler");
         assert_eq!(node[0].file, "server.js");
         let java = parse_frames(JAVA);
-        assert_eq!(java.len(), 3);
-        assert!(java[0].in_app && !java[1].in_app && !java[2].in_app);
+        // the reflection accessor is dispatch, not code: dropped
+        assert_eq!(java.len(), 2);
+        assert!(java[0].in_app && !java[1].in_app);
+        assert_eq!(java[0].line, Some(42));
+        assert_eq!(node[0].line, Some(21));
+        assert_eq!(py[1].line, Some(31));
     }
 
     #[test]
     fn fingerprint_ignores_line_numbers_and_library_frames() {
-        let moved = PY.replace("line 31", "line 35").replace("line 1473", "line 1500");
+        // library lines move with upgrades: same group
+        let moved = PY.replace("line 1473", "line 1500");
         assert_eq!(
-            fingerprint("RuntimeError", "boom 42", PY),
-            fingerprint("RuntimeError", "boom 7", &moved)
+            fingerprint("RuntimeError", "boom 42", PY, 500),
+            fingerprint("RuntimeError", "boom 7", &moved, 500)
         );
         let other = PY.replace("in error", "in orders");
         assert_ne!(
-            fingerprint("RuntimeError", "", PY),
-            fingerprint("RuntimeError", "", &other)
+            fingerprint("RuntimeError", "", PY, 0),
+            fingerprint("RuntimeError", "", &other, 0)
         );
         assert_ne!(
-            fingerprint("ValueError", "", PY),
-            fingerprint("RuntimeError", "", PY)
+            fingerprint("ValueError", "", PY, 0),
+            fingerprint("RuntimeError", "", PY, 0)
         );
         // no stack: type + message shape
         assert_eq!(
-            fingerprint("E", "id 5 missing", ""),
-            fingerprint("E", "id 77 missing", "")
+            fingerprint("E", "id 5 missing", "", 0),
+            fingerprint("E", "id 77 missing", "", 0)
         );
         assert_eq!(
             type_from_stack(JAVA).unwrap().0,

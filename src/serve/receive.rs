@@ -359,7 +359,7 @@ pub fn traces(d: &Deriver, project: &str, mut req: ExportTraceServiceRequest, no
                             (kind.to_string(), message.to_string())
                         };
                         batch.errors.push(ErrorEvent {
-                            fingerprint: errors::fingerprint(&kind, &message, stack),
+                            fingerprint: errors::fingerprint(&kind, &message, stack, http_status),
                             kind: clip(&kind, 256),
                             message: clip(&message, 1024),
                             stack: clip(stack, 16 * 1024),
@@ -888,7 +888,7 @@ pub fn logs(d: &Deriver, project: &str, mut req: ExportLogsServiceRequest, now_m
                 };
                 let message = message.lines().next().unwrap_or("").to_string();
                 batch.errors.push(ErrorEvent {
-                    fingerprint: errors::fingerprint(&kind, &message, &stack),
+                    fingerprint: errors::fingerprint(&kind, &message, &stack, 0),
                     kind: clip(&kind, 256),
                     message: clip(&message, 1024),
                     stack: clip(&stack, 16 * 1024),
