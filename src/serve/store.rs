@@ -325,11 +325,16 @@ impl Writer {
 
     fn write_one(&mut self, b: &Batch) -> Result<()> {
         let pid = self.pid(&b.project)?;
-        // spans, by partition
+        // spans, by partition: one statement per partition, not a cache lookup per span
+        let hour_of = |s: &super::receive::SpanRow| (s.start_ns / 1_000_000).div_euclid(HOUR_MS);
+        let hours: BTreeSet<i64> = b.spans.iter().map(hour_of).collect();
+        for h in hours {
+            self.ensure_partition(h)?;
+        }
         let mut per_part: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut insert: Option<(i64, rusqlite::CachedStatement<'_>)> = None;
         for s in &b.spans {
-            let hour = (s.start_ns / 1_000_000).div_euclid(HOUR_MS);
-            self.ensure_partition(hour)?;
+            let hour = hour_of(s);
             let entry = if s.parent_id.is_empty() {
                 2
             } else if s.kind == 2 || s.kind == 5 {
@@ -337,10 +342,18 @@ impl Writer {
             } else {
                 0
             };
-            let mut st = self.conn.prepare_cached(&format!(
-                "INSERT INTO {} VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
-                part_table(hour)
-            ))?;
+            let st = match &mut insert {
+                Some((h, st)) if *h == hour => st,
+                _ => {
+                    // the previous statement goes back to the cache before the next is taken
+                    insert = None;
+                    let st = self.conn.prepare_cached(&format!(
+                        "INSERT INTO {} VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+                        part_table(hour)
+                    ))?;
+                    &mut insert.insert((hour, st)).1
+                }
+            };
             st.execute(params![
                 pid,
                 s.trace_id,
@@ -363,6 +376,7 @@ impl Writer {
             ])?;
             *per_part.entry(hour).or_default() += 1;
         }
+        drop(insert);
         for (hour, n) in per_part {
             self.conn
                 .prepare_cached("UPDATE partitions SET spans = spans + ?1 WHERE hour = ?2")?
