@@ -104,16 +104,41 @@ pub struct WatchTarget {
     pub container: String,
     /// Ports to check over HTTP (empty: stats only).
     pub http_ports: Vec<u16>,
+    /// What detection found the container runs (`go`, `rust` …), for the views of a service
+    /// without an agent, which has no SDK to say it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+/// Paths the watcher tries, in order, for a service's HTTP check: the usual health endpoints
+/// first, `/` last; the first that answers below 400 is the one checked from then on.
+pub const CHECK_PATHS: &[&str] = &[
+    "/healthz", "/health", "/readyz", "/ready", "/livez", "/ping", "/status", "/",
+];
+
+/// The path to check, from what each of [`CHECK_PATHS`] answered (its status, or `None`
+/// for no answer): the first below 400, else `/` (so a service that answers only errors is
+/// still seen as up, with its status).
+pub fn pick_check_path(answers: &[(&'static str, Option<u16>)]) -> &'static str {
+    answers
+        .iter()
+        .find(|(_, st)| st.is_some_and(|s| s < 400))
+        .map(|(p, _)| *p)
+        .unwrap_or("/")
 }
 
 impl WatchTarget {
-    /// `PROJECT:SERVICE:CONTAINER[:PORT,PORT]`, the watcher's `--target` argument.
+    /// `PROJECT:SERVICE:CONTAINER[:PORT,PORT[:LANGUAGE]]`, the watcher's `--target` argument.
     pub fn arg(&self) -> String {
         let mut s = format!("{}:{}:{}", self.project, self.service, self.container);
-        if !self.http_ports.is_empty() {
+        if !self.http_ports.is_empty() || self.language.is_some() {
             let ports: Vec<String> = self.http_ports.iter().map(u16::to_string).collect();
             s.push(':');
             s.push_str(&ports.join(","));
+        }
+        if let Some(l) = &self.language {
+            s.push(':');
+            s.push_str(l);
         }
         s
     }
@@ -121,7 +146,7 @@ impl WatchTarget {
     pub fn parse(arg: &str) -> Result<WatchTarget> {
         let mut it = arg.split(':');
         let (Some(project), Some(service), Some(container)) = (it.next(), it.next(), it.next()) else {
-            anyhow::bail!("--target wants PROJECT:SERVICE:CONTAINER[:PORT,…], got {arg:?}");
+            anyhow::bail!("--target wants PROJECT:SERVICE:CONTAINER[:PORT,…[:LANGUAGE]], got {arg:?}");
         };
         let http_ports = match it.next() {
             Some(p) if !p.is_empty() => p
@@ -133,11 +158,13 @@ impl WatchTarget {
                 .collect::<Result<_>>()?,
             _ => Vec::new(),
         };
+        let language = it.next().filter(|l| !l.is_empty()).map(String::from);
         Ok(WatchTarget {
             project: project.into(),
             service: service.into(),
             container: container.into(),
             http_ports,
+            language,
         })
     }
 }
@@ -304,15 +331,40 @@ mod tests {
     }
 
     #[test]
+    fn the_check_path_is_the_first_that_answers_well() {
+        let a = |v: &[Option<u16>]| -> Vec<(&'static str, Option<u16>)> {
+            CHECK_PATHS.iter().copied().zip(v.iter().copied()).collect()
+        };
+        // a Gin API without "/": its /health answers
+        assert_eq!(pick_check_path(&a(&[Some(404), Some(200), Some(404)])), "/health");
+        assert_eq!(pick_check_path(&a(&[Some(301)])), "/healthz");
+        // nothing good: "/" and its status
+        assert_eq!(pick_check_path(&a(&[Some(404), Some(404), None])), "/");
+        assert_eq!(pick_check_path(&[]), "/");
+    }
+
+    #[test]
     fn watch_targets_round_trip() {
         let t = WatchTarget {
             project: "shop".into(),
             service: "gateway".into(),
             container: "shop_gateway_1".into(),
             http_ports: vec![8080, 9090],
+            language: None,
         };
         assert_eq!(t.arg(), "shop:gateway:shop_gateway_1:8080,9090");
         assert_eq!(WatchTarget::parse(&t.arg()).unwrap(), t);
+        let go = WatchTarget {
+            language: Some("go".into()),
+            ..t.clone()
+        };
+        assert_eq!(go.arg(), "shop:gateway:shop_gateway_1:8080,9090:go");
+        assert_eq!(WatchTarget::parse(&go.arg()).unwrap(), go);
+        let db = WatchTarget {
+            http_ports: vec![],
+            ..go.clone()
+        };
+        assert_eq!(WatchTarget::parse(&db.arg()).unwrap(), db);
         let s = WatchTarget::parse("p:s:c").unwrap();
         assert!(s.http_ports.is_empty());
         assert!(WatchTarget::parse("p:s").is_err());

@@ -99,6 +99,21 @@ fn last_value(runtime: &Value, prefix: &str) -> Option<f64> {
         .find_map(|s| s["points"].as_array()?.last()?.get(1)?.as_f64())
 }
 
+/// The path of the latest HTTP check, from its series name `http_check.status{path=/x}`.
+fn check_path(runtime: &Value) -> Option<String> {
+    const PREFIX: &str = "http_check.status{path=";
+    runtime["series"]
+        .as_array()?
+        .iter()
+        .filter_map(|s| {
+            let name = s["name"].as_str()?.strip_prefix(PREFIX)?;
+            let last_ts = s["points"].as_array()?.last()?.get(0)?.as_i64()?;
+            Some((last_ts, name.trim_end_matches('}').to_string()))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
 fn pad(s: &str, w: usize) -> String {
     let n = s.chars().count();
     if n >= w {
@@ -271,11 +286,20 @@ pub fn render_status(
                 .map(|l| format!(" in {l:.0}ms"))
                 .unwrap_or_default();
             let up = last_value(&v.runtime, "http_check.up").unwrap_or(if status > 0.0 { 1.0 } else { 0.0 });
+            let path = check_path(&v.runtime)
+                .map(|p| format!(" on {p}"))
+                .unwrap_or_default();
+            let note = if up > 0.0 && status >= 400.0 {
+                // it answers, but no usual health path (nor `/`) answers well: say what it means
+                " (it answers, so it is up; none of /healthz, /health, /readyz, /ready, /livez, /ping, /status, / answers below 400)"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "  http check:     {}{lat}",
+                "  http check:     {}{lat}{note}",
                 if up > 0.0 {
-                    format!("HTTP {status:.0}")
+                    format!("HTTP {status:.0}{path}")
                 } else {
                     style.paint(Paint::Red, "no answer")
                 }

@@ -365,3 +365,47 @@ async fn slow_traces_come_slowest_first_and_routes_match_as_printed() {
     assert_eq!(v["traces"].as_array().unwrap().len(), 0, "another method: {v}");
     assert_eq!(srv.get("/api/v1/traces?project=demo&order=sideways").await.0, 400);
 }
+
+#[tokio::test]
+async fn checks_carry_the_detected_language_and_the_checked_path() {
+    let srv = Server::start(&[]).await;
+    let now_ms = (now_ns() / 1_000_000) as i64;
+    let items = serde_json::json!([
+        {"project": "demo", "service": "gateway", "kind": "container_stats", "ts_ms": now_ms, "language": "go", "cpu_percent": 1.5},
+        {"project": "demo", "service": "gateway", "kind": "http_check", "ts_ms": now_ms, "path": "/health", "up": true, "status": 200, "latency_ms": 2.0},
+        // hostile strings are not taken
+        {"project": "demo", "service": "db", "kind": "container_stats", "ts_ms": now_ms, "language": "x; DROP TABLE", "cpu_percent": 1.0},
+        {"project": "demo", "service": "db", "kind": "http_check", "ts_ms": now_ms, "path": "/a}{b", "up": true, "status": 404}
+    ]);
+    let r = reqwest::Client::new()
+        .post(api(&srv, "/api/v1/checks"))
+        .bearer_auth(&srv.token)
+        .json(&items)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, v) = srv.get("/api/v1/services?project=demo").await;
+    let lang = |name: &str| {
+        v["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| s["language"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(lang("gateway").as_deref(), Some("go"), "{v}");
+    assert_eq!(lang("db").as_deref(), Some(""), "{v}");
+    let (_, v) = srv.get("/api/v1/runtime?project=demo").await;
+    let names: Vec<&str> = v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"http_check.status{path=/health}"), "{names:?}");
+    assert!(
+        names.contains(&"http_check.status"),
+        "an unusable path is left out: {names:?}"
+    );
+}

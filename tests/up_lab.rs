@@ -375,7 +375,13 @@ fn up_observes_a_project_and_down_restores_it() {
     for svc in ["shop", "api", "billing", "gateway", "db"] {
         assert!(human.contains(svc), "{human}");
     }
-    assert!(human.contains("http check:     HTTP 200"), "{human}");
+    assert!(human.contains("http check:     HTTP 200 on /"), "{human}");
+    // the Go service has no agent, but detection's language shows
+    let gateway = human
+        .lines()
+        .find(|l| l.starts_with("gateway "))
+        .unwrap_or_default();
+    assert!(gateway.split_whitespace().nth(1) == Some("go"), "{human}");
 
     // 4. top under a pseudo terminal: shows the services, quits on q.
     let session = format!("obsup{}", std::process::id());

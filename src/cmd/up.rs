@@ -183,6 +183,12 @@ pub async fn up(global: &GlobalArgs, args: UpArgs) -> Result<Outcome> {
                 Decision::Fallback { http_ports, .. } => http_ports.clone(),
                 _ => Vec::new(),
             },
+            // an agent's SDK names its language itself; the others have only detection
+            language: r
+                .language
+                .clone()
+                .filter(|l| !l.is_empty() && !l.contains(':'))
+                .filter(|_| !matches!(r.decision, Decision::Agent { .. })),
         };
         p.watched.retain(|w| w.container != t.container);
         p.watched.push(t);
@@ -956,10 +962,12 @@ pub async fn watch(args: WatchArgs) -> Result<Outcome> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()?;
+    // the path checked per container start and port, chosen once (see `pick_check_path`)
+    let mut paths: HashMap<String, &'static str> = HashMap::new();
     loop {
         let mut items = Vec::new();
         for t in &targets {
-            items.extend(observe(&engine, &http, t).await);
+            items.extend(observe(&engine, &http, t, &mut paths).await);
         }
         if !items.is_empty()
             && let Err(e) = client
@@ -975,7 +983,12 @@ pub async fn watch(args: WatchArgs) -> Result<Outcome> {
     }
 }
 
-async fn observe(engine: &Engine, http: &reqwest::Client, t: &WatchTarget) -> Vec<serde_json::Value> {
+async fn observe(
+    engine: &Engine,
+    http: &reqwest::Client,
+    t: &WatchTarget,
+    paths: &mut HashMap<String, &'static str>,
+) -> Vec<serde_json::Value> {
     let now = chrono_ms();
     let mut out = Vec::new();
     let Ok(Some(i)) = engine.try_inspect(&t.container).await else {
@@ -990,6 +1003,9 @@ async fn observe(engine: &Engine, http: &reqwest::Client, t: &WatchTarget) -> Ve
         "restarts": i.restart_count.unwrap_or(0),
         "oom_killed": st.oom_killed.unwrap_or(false),
     });
+    if let Some(l) = &t.language {
+        stats["language"] = serde_json::json!(l);
+    }
     if running && let Ok(s) = engine.stats_once(&t.container).await {
         if let Some(pct) = cpu_percent(&s) {
             stats["cpu_percent"] = serde_json::json!(pct);
@@ -1020,13 +1036,37 @@ async fn observe(engine: &Engine, http: &reqwest::Client, t: &WatchTarget) -> Ve
             .filter_map(|e| e.ip_address.filter(|ip| !ip.is_empty()))
             .collect();
         let mut check = serde_json::json!({"project": t.project, "service": t.service, "kind": "http_check", "ts_ms": now, "up": false});
+        let started_at = st.started_at.clone().unwrap_or_default();
         'found: for port in &t.http_ports {
             for ip in &ips {
+                let key = format!("{}@{started_at}:{port}", t.container);
+                let path = match paths.get(&key) {
+                    Some(p) => *p,
+                    None => {
+                        // once per container start: which path is worth checking
+                        let mut answers = Vec::new();
+                        for p in crate::up::CHECK_PATHS {
+                            let st = http.get(format!("http://{ip}:{port}{p}")).send().await.ok();
+                            let st = st.map(|r| r.status().as_u16());
+                            answers.push((*p, st));
+                            if st.is_some_and(|s| s < 400) {
+                                break;
+                            }
+                        }
+                        if answers.iter().all(|(_, s)| s.is_none()) {
+                            continue; // no answer at all on this address: not chosen yet
+                        }
+                        let p = crate::up::pick_check_path(&answers);
+                        paths.insert(key, p);
+                        p
+                    }
+                };
                 let started = Instant::now();
-                if let Ok(r) = http.get(format!("http://{ip}:{port}/")).send().await {
+                if let Ok(r) = http.get(format!("http://{ip}:{port}{path}")).send().await {
                     check["up"] = serde_json::json!(true);
                     check["status"] = serde_json::json!(r.status().as_u16());
                     check["latency_ms"] = serde_json::json!(started.elapsed().as_secs_f64() * 1000.0);
+                    check["path"] = serde_json::json!(path);
                     break 'found;
                 }
             }

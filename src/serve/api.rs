@@ -538,17 +538,39 @@ async fn checks(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> R
             project: project.to_string(),
             ..Default::default()
         });
-        b.services.insert(
-            service.to_string(),
-            ServiceInfo {
+        // what detection found, for a service with no SDK to say it
+        let language = it["language"]
+            .as_str()
+            .filter(|l| {
+                l.len() <= 32
+                    && l.bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+            })
+            .unwrap_or("")
+            .to_string();
+        let info = b
+            .services
+            .entry(service.to_string())
+            .or_insert_with(|| ServiceInfo {
                 name: service.to_string(),
-                last_seen_ms: ts,
                 ..Default::default()
-            },
-        );
+            });
+        info.last_seen_ms = info.last_seen_ms.max(ts);
+        if !language.is_empty() {
+            info.language = language;
+        }
+        // an HTTP check's path names its series: `http_check.status{path=/health}`
+        let path = it["path"]
+            .as_str()
+            .filter(|p| p.starts_with('/') && p.len() <= 64 && !p.contains(['{', '}', '\n']))
+            .map(|p| format!("{{path={p}}}"))
+            .unwrap_or_default();
         if let Some(o) = it.as_object() {
             for (k, val) in o {
-                if matches!(k.as_str(), "project" | "service" | "kind" | "ts_ms") {
+                if matches!(
+                    k.as_str(),
+                    "project" | "service" | "kind" | "ts_ms" | "language" | "path"
+                ) {
                     continue;
                 }
                 let value = match val {
@@ -566,7 +588,7 @@ async fn checks(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> R
                     };
                     b.runtime.push(RuntimePoint {
                         service: service.to_string(),
-                        name: format!("{kind}.{k}"),
+                        name: format!("{kind}.{k}{path}"),
                         unit: unit.into(),
                         ts_ms: ts,
                         value,
