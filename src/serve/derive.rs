@@ -214,7 +214,11 @@ impl RawHist {
                     let d = c.checked_sub(*old.get(i).unwrap_or(&0))?;
                     delta.insert(*i, d);
                 }
-                if old.keys().any(|k| !cur.contains_key(k)) {
+                // a bucket the previous point had counts in and this one lacks: a reset. An
+                // empty bucket that fell off the edge is not (the SDKs trim and re-offset
+                // their bucket arrays between exports; taking such a point whole counted its
+                // requests again)
+                if old.iter().any(|(k, c)| *c > 0 && !cur.contains_key(k)) {
                     return None;
                 }
                 let z = zero.checked_sub(*pz)?;
@@ -579,6 +583,28 @@ mod tests {
         };
         let d = e2.minus(&e1).unwrap();
         assert_eq!(d.count(), 2);
+        // the previous point's empty edge bucket is gone from this one: still a delta
+        let p1 = RawHist::Exponential {
+            scale: 3,
+            zero: 0,
+            offset: 10,
+            counts: vec![0, 4, 2],
+        };
+        let p2 = RawHist::Exponential {
+            scale: 3,
+            zero: 0,
+            offset: 11,
+            counts: vec![5, 2, 1],
+        };
+        assert_eq!(p2.minus(&p1).map(|d| d.count()), Some(2));
+        // a bucket that had counts and is gone: a reset
+        let p3 = RawHist::Exponential {
+            scale: 3,
+            zero: 0,
+            offset: 12,
+            counts: vec![9],
+        };
+        assert_eq!(p3.minus(&p1), None);
         let mut st = DeltaState::new(2);
         assert_eq!(st.swap(1, 10, 5u64), None);
         assert_eq!(st.swap(1, 10, 7u64), Some(5));
