@@ -15,11 +15,13 @@ async fn ingest_over_http_and_answer_red_traces_errors() {
     let srv = Server::start(&[]).await;
     let now = now_ns();
     // metrics, protobuf: 100 GET /orders/<id> 200 in (50, 75] ms, 7 GET /error 500 in (5, 10] ms
+    // (points in the past: one 1 s ahead lands in the next 10 s bucket, after `to`, one run
+    // in ten)
     let m = duration_metric(
         "shop",
         &[("/orders/<id>", 200, 100, 4), ("/error", 500, 7, 1)],
         now - 30_000_000_000,
-        now,
+        now - 2_000_000_000,
     );
     let r = srv.post_proto("/v1/metrics", m.encode_to_vec()).await;
     assert_eq!(r.status(), 200);
@@ -28,7 +30,7 @@ async fn ingest_over_http_and_answer_red_traces_errors() {
         "shop",
         &[("/orders/<id>", 200, 120, 4), ("/error", 500, 7, 1)],
         now - 30_000_000_000,
-        now + 1_000_000_000,
+        now - 1_000_000_000,
     );
     assert_eq!(
         srv.post_proto("/v1/metrics", m.encode_to_vec()).await.status(),

@@ -21,6 +21,11 @@ pub const MAX_ROUTES_PER_SERVICE: usize = 200;
 /// Services kept per project before new ones fall into [`OTHER_ROUTE`].
 pub const MAX_SERVICES_PER_PROJECT: usize = 500;
 pub const OTHER_ROUTE: &str = "__other__";
+/// The route of an agent's metric point that carries neither `http.route` nor a path (an
+/// unmatched request, or an agent that never sets it): never `/`, which is a real route.
+/// Queries answer such requests from the server spans that carry no route either (source
+/// `u`), and show what is left as `(no route)`.
+pub const NO_ROUTE: &str = "(no route)";
 
 /// A mergeable latency histogram (milliseconds).
 #[derive(Debug, Clone, Default, PartialEq)]

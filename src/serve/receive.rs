@@ -48,7 +48,8 @@ pub struct RedKey {
     pub method: String,
     pub class: String,
     pub bucket_ms: i64,
-    /// 'm' from the agents' HTTP metrics, 's' from server spans
+    /// 'm' from the agents' HTTP metrics, 's' from server spans, 'u' from server spans
+    /// without `http.route`
     pub source: char,
 }
 
@@ -391,7 +392,13 @@ pub fn traces(d: &Deriver, project: &str, mut req: ExportTraceServiceRequest, no
                         method: clip(&method, 16),
                         class: derive::status_class(http_status).to_string(),
                         bucket_ms: derive::bucket_of(end_ns / 1_000_000),
-                        source: 's',
+                        // 'u': a span the framework gave no route, standing in for the
+                        // metrics' `(no route)` (see store::fold_red)
+                        source: if attr_str(a, &["http.route"]).is_some_and(|r| !r.is_empty()) {
+                            's'
+                        } else {
+                            'u'
+                        },
                     };
                     record_red(&mut batch, key, weight, h);
                 }
@@ -780,10 +787,15 @@ fn red_point(
         .unwrap_or("")
         .to_string();
     let status = attr_i64(a, &["http.response.status_code", "http.status_code"]).unwrap_or(0);
-    let route = derive::normalize_route(
-        attr_str(a, &["http.route"]),
-        attr_str(a, &["url.path", "http.target"]),
+    let (template, path) = (
+        attr_str(a, &["http.route"]).filter(|r| !r.is_empty()),
+        attr_str(a, &["url.path", "http.target"]).filter(|p| !p.is_empty()),
     );
+    let route = if template.is_none() && path.is_none() {
+        derive::NO_ROUTE.to_string()
+    } else {
+        derive::normalize_route(template, path)
+    };
     let route = d.card().route(project, service, &route);
     let key = RedKey {
         service: service.to_string(),

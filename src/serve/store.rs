@@ -1479,14 +1479,25 @@ fn fold_red(
     mut f: impl FnMut(RedRow),
 ) -> Result<()> {
     let from = from.saturating_sub(from.rem_euclid(10_000));
-    let with_metrics: BTreeSet<String> = {
+    let mut sources: BTreeMap<String, RedSources> = BTreeMap::new();
+    {
         let mut st = conn.prepare_cached(
-            "SELECT DISTINCT service FROM red WHERE pid=?1 AND bucket_ms >= ?2 AND bucket_ms < ?3
-               AND source = 'm' AND (?4 IS NULL OR service = ?4)",
+            "SELECT service, source, max(route = ?5) FROM red WHERE pid=?1 AND bucket_ms >= ?2
+               AND bucket_ms < ?3 AND (?4 IS NULL OR service = ?4) GROUP BY service, source",
         )?;
-        let rows = st.query_map(params![pid, from, to, service], |r| r.get(0))?;
-        rows.collect::<std::result::Result<_, _>>()?
-    };
+        let mut rows = st.query(params![pid, from, to, service, super::derive::NO_ROUTE])?;
+        while let Some(r) = rows.next()? {
+            let e = sources.entry(r.get(0)?).or_default();
+            match r.get::<_, String>(1)?.as_str() {
+                "m" => {
+                    e.metrics = true;
+                    e.metrics_no_route |= r.get::<_, bool>(2)?;
+                }
+                "u" => e.unrouted_spans = true,
+                _ => {}
+            }
+        }
+    }
     let mut st = conn.prepare_cached(
         "SELECT service, route, method, class, bucket_ms, source, count, hist FROM red
          WHERE pid=?1 AND bucket_ms >= ?2 AND bucket_ms < ?3
@@ -1496,12 +1507,14 @@ fn fold_red(
     while let Some(r) = rows.next()? {
         let service: String = r.get(0)?;
         let source: String = r.get(5)?;
-        if source != "m" && with_metrics.contains(&service) {
+        let route: String = r.get(1)?;
+        let of = sources.get(&service).copied().unwrap_or_default();
+        if !of.counts(&source, &route) {
             continue;
         }
         f(RedRow {
             service,
-            route: r.get(1)?,
+            route,
             method: r.get(2)?,
             class: r.get(3)?,
             bucket_ms: r.get(4)?,
@@ -1511,6 +1524,29 @@ fn fold_red(
         });
     }
     Ok(())
+}
+
+/// Where a service's RED rows in a range come from, to pick the rows that count each request
+/// once: the agents' metrics count every request; server spans stand in for a service
+/// without them, and for the metric points that carry no route (`derive::NO_ROUTE`: spans
+/// without `http.route` tell their path, which is truer than one "(no route)" row).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedSources {
+    pub metrics: bool,
+    pub metrics_no_route: bool,
+    pub unrouted_spans: bool,
+}
+
+impl RedSources {
+    /// Whether a row of `source` ('m', 's' or 'u') and `route` counts.
+    pub fn counts(&self, source: &str, route: &str) -> bool {
+        let unrouted_stand_in = self.metrics_no_route && self.unrouted_spans;
+        match source {
+            "m" => !(route == super::derive::NO_ROUTE && unrouted_stand_in),
+            "u" => !self.metrics || unrouted_stand_in,
+            _ => !self.metrics,
+        }
+    }
 }
 
 fn round(v: f64) -> f64 {
@@ -2149,14 +2185,26 @@ pub fn red_totals(conn: &Connection, since_ms: i64) -> Result<Vec<RedTotal>> {
         e.0 += c;
         e.1.merge(&Hist::decode(&h));
     }
-    let with_metrics: BTreeSet<(String, String)> = agg
-        .keys()
-        .filter(|k| k.5 == "m")
-        .map(|k| (k.0.clone(), k.1.clone()))
-        .collect();
+    // the same choice of rows as the API's (`RedSources`), per project and service
+    let mut sources: BTreeMap<(String, String), RedSources> = BTreeMap::new();
+    for k in agg.keys() {
+        let e = sources.entry((k.0.clone(), k.1.clone())).or_default();
+        match k.5.as_str() {
+            "m" => {
+                e.metrics = true;
+                e.metrics_no_route |= k.2 == super::derive::NO_ROUTE;
+            }
+            "u" => e.unrouted_spans = true,
+            _ => {}
+        }
+    }
     Ok(agg
         .into_iter()
-        .filter(|(k, _)| k.5 == "m" || !with_metrics.contains(&(k.0.clone(), k.1.clone())))
+        .filter(|(k, _)| {
+            sources
+                .get(&(k.0.clone(), k.1.clone()))
+                .is_some_and(|s| s.counts(&k.5, &k.2))
+        })
         .map(|((p, s, r, m, c, _), (n, h))| (p, s, r, m, c, n, h))
         .collect())
 }
@@ -2180,6 +2228,38 @@ pub fn oldest_ms(conn: &Connection) -> Result<Option<i64>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_request_is_counted_from_one_source() {
+        let no = super::super::derive::NO_ROUTE;
+        // metrics with routes for all: spans never count
+        let m = RedSources {
+            metrics: true,
+            ..Default::default()
+        };
+        assert!(m.counts("m", "/a") && !m.counts("s", "/a") && !m.counts("u", "/x"));
+        // metrics without a route for some, and spans that say their path: the spans stand in
+        let mu = RedSources {
+            metrics: true,
+            metrics_no_route: true,
+            unrouted_spans: true,
+        };
+        assert!(!mu.counts("m", no) && mu.counts("u", "/nope/{id}") && mu.counts("m", "/a"));
+        assert!(!mu.counts("s", "/a"));
+        // no spans to stand in: "(no route)" stays, rather than nothing
+        let mn = RedSources {
+            metrics: true,
+            metrics_no_route: true,
+            unrouted_spans: false,
+        };
+        assert!(mn.counts("m", no));
+        // no metrics at all: every span
+        let s = RedSources {
+            unrouted_spans: true,
+            ..Default::default()
+        };
+        assert!(s.counts("s", "/a") && s.counts("u", "/x"));
+    }
+
     use super::*;
     use crate::serve::receive::{ErrorEvent, SpanRow};
 
