@@ -275,6 +275,26 @@ pub fn binary_tag(binary: &[u8]) -> String {
     format!("{}-{}", env!("CARGO_PKG_VERSION"), &h[..12])
 }
 
+/// CPU use in percent of one core, from a stats sample and its previous one (Docker\n/// `stats` semantics).
+pub fn cpu_percent(s: &bollard::models::ContainerStatsResponse) -> Option<f64> {
+    let cpu = s.cpu_stats.as_ref()?;
+    let pre = s.precpu_stats.as_ref()?;
+    let total = cpu.cpu_usage.as_ref()?.total_usage? as f64;
+    let pre_total = pre.cpu_usage.as_ref()?.total_usage.unwrap_or(0) as f64;
+    let sys = cpu.system_cpu_usage? as f64;
+    let pre_sys = pre.system_cpu_usage.unwrap_or(0) as f64;
+    let cpus = cpu.online_cpus.unwrap_or(1).max(1) as f64;
+    let (d, ds) = (total - pre_total, sys - pre_sys);
+    (ds > 0.0 && d >= 0.0).then(|| d / ds * cpus * 100.0)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -333,6 +333,31 @@ pub fn render_status(
 }
 
 /// `obs-stack traces`: recent traces, newest first.
+/// The project the views show when none is named: the compose project of this folder when
+/// the backend knows it, the only one it knows, or the only one `up` has running (`live`),
+/// so data an earlier project left behind does not make the views refuse.
+pub fn pick_project(known: &Value, here: Option<&str>, live: &[String]) -> anyhow::Result<String> {
+    let names: Vec<String> = known
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["project"].as_str().map(String::from))
+        .collect();
+    let live: Vec<&String> = live.iter().filter(|p| names.contains(p)).collect();
+    match here {
+        Some(h) if names.iter().any(|n| n == h) => Ok(h.to_string()),
+        _ if names.len() == 1 => Ok(names[0].clone()),
+        _ if live.len() == 1 => Ok(live[0].clone()),
+        _ if names.is_empty() => anyhow::bail!(
+            "the backend has no project yet\n  hint: `obs-stack up` instruments a project and registers it"
+        ),
+        _ => anyhow::bail!(
+            "several projects ({}) and this folder is not one of their compose projects: pick one with --project",
+            names.join(", ")
+        ),
+    }
+}
+
 /// `traces SERVICE --route R` found nothing: the routes the service has, to pick from.
 pub fn render_unknown_route(route: &str, routes: &Value) -> String {
     let known: Vec<String> = routes["routes"]
@@ -597,6 +622,30 @@ pub fn render_error_group(g: &Value, now_ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_project_is_this_folders_the_only_one_or_the_one_up_runs() {
+        let known = serde_json::json!([{"project": "old"}, {"project": "shop"}]);
+        assert_eq!(pick_project(&known, Some("shop"), &[]).unwrap(), "shop");
+        assert_eq!(pick_project(&known, None, &["shop".into()]).unwrap(), "shop");
+        assert_eq!(
+            pick_project(&known, Some("elsewhere"), &["shop".into()]).unwrap(),
+            "shop"
+        );
+        assert!(
+            pick_project(&known, None, &[])
+                .unwrap_err()
+                .to_string()
+                .contains("--project")
+        );
+        assert!(pick_project(&known, None, &["gone".into()]).is_err());
+        assert_eq!(
+            pick_project(&serde_json::json!([{"project": "solo"}]), None, &[]).unwrap(),
+            "solo"
+        );
+        assert!(pick_project(&serde_json::json!([]), None, &[]).is_err());
+    }
+
     use super::*;
     use crate::output::ColorChoice;
 

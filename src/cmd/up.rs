@@ -989,7 +989,7 @@ async fn observe(
     t: &WatchTarget,
     paths: &mut HashMap<String, &'static str>,
 ) -> Vec<serde_json::Value> {
-    let now = chrono_ms();
+    let now = crate::up::now_ms();
     let mut out = Vec::new();
     let Ok(Some(i)) = engine.try_inspect(&t.container).await else {
         out.push(serde_json::json!({"project": t.project, "service": t.service, "kind": "container_stats", "ts_ms": now, "running": false}));
@@ -1007,7 +1007,7 @@ async fn observe(
         stats["language"] = serde_json::json!(l);
     }
     if running && let Ok(s) = engine.stats_once(&t.container).await {
-        if let Some(pct) = cpu_percent(&s) {
+        if let Some(pct) = crate::up::cpu_percent(&s) {
             stats["cpu_percent"] = serde_json::json!(pct);
         }
         if let Some(m) = s.memory_stats.as_ref() {
@@ -1074,23 +1074,4 @@ async fn observe(
         out.push(check);
     }
     out
-}
-
-fn cpu_percent(s: &bollard::models::ContainerStatsResponse) -> Option<f64> {
-    let cpu = s.cpu_stats.as_ref()?;
-    let pre = s.precpu_stats.as_ref()?;
-    let total = cpu.cpu_usage.as_ref()?.total_usage? as f64;
-    let pre_total = pre.cpu_usage.as_ref()?.total_usage.unwrap_or(0) as f64;
-    let sys = cpu.system_cpu_usage? as f64;
-    let pre_sys = pre.system_cpu_usage.unwrap_or(0) as f64;
-    let cpus = cpu.online_cpus.unwrap_or(1).max(1) as f64;
-    let (d, ds) = (total - pre_total, sys - pre_sys);
-    (ds > 0.0 && d >= 0.0).then(|| d / ds * cpus * 100.0)
-}
-
-fn chrono_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

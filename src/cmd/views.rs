@@ -112,28 +112,10 @@ async fn connect(t: &Target) -> Result<Ctx> {
                 .and_then(|f| crate::init::compose::load(&f, None).ok())
                 .map(|p| p.name);
             let known = client.get("/api/v1/projects", &[]).await?;
-            let names: Vec<String> = known
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p["project"].as_str().map(String::from))
-                .collect();
-            // outside a compose folder, the projects `up` has running now beat old data
             let live: Vec<String> = crate::up::UpState::load(&crate::up::UpState::path())
-                .map(|s| s.projects.into_keys().filter(|p| names.contains(p)).collect())
+                .map(|s| s.projects.into_keys().collect())
                 .unwrap_or_default();
-            match here {
-                Some(h) if names.contains(&h) => h,
-                _ if names.len() == 1 => names[0].clone(),
-                _ if live.len() == 1 => live[0].clone(),
-                _ if names.is_empty() => anyhow::bail!(
-                    "the backend has no project yet\n  hint: `obs-stack up` instruments a project and registers it"
-                ),
-                _ => anyhow::bail!(
-                    "several projects ({}) and this folder is not one of their compose projects: pick one with --project",
-                    names.join(", ")
-                ),
-            }
+            views::pick_project(&known, here.as_deref(), &live)?
         }
     };
     let to = now_ms();
