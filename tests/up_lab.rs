@@ -322,7 +322,8 @@ fn up_observes_a_project_and_down_restores_it() {
             .flatten()
             .filter_map(|x| x["name"].as_str().map(String::from))
             .collect();
-        (names.iter().any(|n| n == "http_check.status")
+        // the check's series names the path it found worth checking: `http_check.status{path=/…}`
+        (names.iter().any(|n| n.starts_with("http_check.status{path=/"))
             && names.iter().any(|n| n == "container_stats.memory_bytes"))
         .then_some(rt)
     });
@@ -330,7 +331,11 @@ fn up_observes_a_project_and_down_restores_it() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["name"] == "http_check.status")
+        .find(|x| {
+            x["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("http_check.status"))
+        })
         .and_then(|x| x["points"].as_array()?.last()?.get(1)?.as_f64());
     assert_eq!(status_200, Some(200.0), "{gateway}");
     // errors --json: the failing handler's group, with a stack trace naming it.
