@@ -109,40 +109,7 @@ fn gunicorn_workers_are_counted_once_per_request() {
         &net,
     ]);
     guard.network(&net);
-    let backend = TestContainer::run(
-        "counts-serve",
-        "obs-lab/base:bookworm",
-        &[
-            "--network",
-            &net,
-            "--network-alias",
-            "otel-collector",
-            "-p",
-            "127.0.0.1::4319",
-            "-v",
-            &format!("{BIN}:/usr/local/bin/obs-stack:ro"),
-            "-v",
-            &format!("{}:/data", data.path().display()),
-        ],
-        &[
-            "/usr/local/bin/obs-stack",
-            "serve",
-            "--data-dir",
-            "/data",
-            "--otlp-grpc",
-            "0.0.0.0:4317",
-            "--otlp-http",
-            "0.0.0.0:4318",
-            "--api",
-            "0.0.0.0:4319",
-        ],
-    );
-    let api = backend.host_port(4319);
-    assert!(
-        wait_tcp(api, Duration::from_secs(60)),
-        "backend: {}",
-        backend.logs()
-    );
+    let (_backend, api) = serve_backend("counts-serve", BIN, &net, data.path());
 
     let app = TestContainer::run(
         "counts-django",

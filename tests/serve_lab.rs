@@ -71,40 +71,7 @@ fn real_agents_are_accepted_and_answered() {
         &net,
     ]);
     guard.network(&net);
-    let backend = TestContainer::run(
-        "serve",
-        "obs-lab/base:bookworm",
-        &[
-            "--network",
-            &net,
-            "--network-alias",
-            "otel-collector",
-            "-p",
-            "127.0.0.1::4319",
-            "-v",
-            &format!("{BIN}:/usr/local/bin/obs-stack:ro"),
-            "-v",
-            &format!("{}:/data", data.path().display()),
-        ],
-        &[
-            "/usr/local/bin/obs-stack",
-            "serve",
-            "--data-dir",
-            "/data",
-            "--otlp-grpc",
-            "0.0.0.0:4317",
-            "--otlp-http",
-            "0.0.0.0:4318",
-            "--api",
-            "0.0.0.0:4319",
-        ],
-    );
-    let api = backend.host_port(4319);
-    assert!(
-        wait_tcp(api, Duration::from_secs(30)),
-        "backend API: {}",
-        backend.logs()
-    );
+    let (backend, api) = serve_backend("serve", BIN, &net, data.path());
 
     let headers = format!("OTEL_EXPORTER_OTLP_HEADERS=x-obs-stack-key={key}");
     let apps: Vec<(&str, u16, &str)> = vec![

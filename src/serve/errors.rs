@@ -242,10 +242,7 @@ pub fn fingerprint(kind: &str, message: &str, stack: &str, status: i64) -> Strin
         } else {
             // only library frames: where the library threw, and the entry points above it
             for f in frames.iter().take(3) {
-                h.update(f.function.as_bytes());
-                h.update(b"@");
-                h.update(f.file.as_bytes());
-                h.update(b"\n");
+                hash_frame(&mut h, f);
             }
             if let Some(l) = frames[0].line {
                 h.update(l.to_string().as_bytes());
@@ -257,13 +254,18 @@ pub fn fingerprint(kind: &str, message: &str, stack: &str, status: i64) -> Strin
             h.update(format!("{l}\n").as_bytes());
         }
         for f in app.iter().take(30) {
-            h.update(f.function.as_bytes());
-            h.update(b"@");
-            h.update(f.file.as_bytes());
-            h.update(b"\n");
+            hash_frame(&mut h, f);
         }
     }
     hex::encode(&h.finalize()[..8])
+}
+
+/// A frame's part of a fingerprint: function and file, never the line.
+fn hash_frame(h: &mut Sha256, f: &Frame) {
+    h.update(f.function.as_bytes());
+    h.update(b"@");
+    h.update(f.file.as_bytes());
+    h.update(b"\n");
 }
 
 /// The exception type when only a stack trace is known (its first line, "Type: message").

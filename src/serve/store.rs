@@ -2336,28 +2336,21 @@ mod tests {
 
     /// `usage` as kept by the writes equals a recount from the rows themselves.
     fn assert_usage_exact(w: &Writer) {
-        let kept: Vec<(i64, String, i64, i64, i64)> = w
-            .conn()
-            .prepare("SELECT pid, tbl, hour, rows, bytes FROM usage ORDER BY 1, 2, 3")
-            .unwrap()
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let usage = |w: &Writer| -> Vec<(i64, String, i64, i64, i64)> {
+            w.conn()
+                .prepare("SELECT pid, tbl, hour, rows, bytes FROM usage ORDER BY 1, 2, 3")
+                .unwrap()
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let kept = usage(w);
         w.conn().execute_batch("DELETE FROM usage").unwrap();
         w.rebuild_usage_if_missing().unwrap();
-        let recount: Vec<(i64, String, i64, i64, i64)> = w
-            .conn()
-            .prepare("SELECT pid, tbl, hour, rows, bytes FROM usage ORDER BY 1, 2, 3")
-            .unwrap()
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let recount = usage(w);
         assert_eq!(kept, recount);
     }
 

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -439,4 +439,45 @@ pub fn output_text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// `obs-stack serve` (the binary `bin`, mounted) in a lab container on `net` as
+/// `otel-collector`, its data in `data`, its API published on 127.0.0.1; returns the
+/// container and the API's host port once it accepts connections.
+pub fn serve_backend(stem: &str, bin: &str, net: &str, data: &Path) -> (TestContainer, u16) {
+    let backend = TestContainer::run(
+        stem,
+        "obs-lab/base:bookworm",
+        &[
+            "--network",
+            net,
+            "--network-alias",
+            "otel-collector",
+            "-p",
+            "127.0.0.1::4319",
+            "-v",
+            &format!("{bin}:/usr/local/bin/obs-stack:ro"),
+            "-v",
+            &format!("{}:/data", data.display()),
+        ],
+        &[
+            "/usr/local/bin/obs-stack",
+            "serve",
+            "--data-dir",
+            "/data",
+            "--otlp-grpc",
+            "0.0.0.0:4317",
+            "--otlp-http",
+            "0.0.0.0:4318",
+            "--api",
+            "0.0.0.0:4319",
+        ],
+    );
+    let api = backend.host_port(4319);
+    assert!(
+        wait_tcp(api, Duration::from_secs(60)),
+        "backend API: {}",
+        backend.logs()
+    );
+    (backend, api)
 }

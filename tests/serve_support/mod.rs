@@ -52,10 +52,17 @@ pub struct Server {
 impl Server {
     /// A fresh data directory with project `demo`, and the server started on it.
     pub async fn start(extra: &[&str]) -> Server {
+        let mut s = Server::prepared(extra);
+        s.spawn().await;
+        s
+    }
+
+    /// A fresh data directory with project `demo` and free ports; not started.
+    fn prepared(extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let key = project_add(&dir, "demo");
-        let mut s = Server {
+        Server {
             child: None,
             dir,
             _tmp: Some(tmp),
@@ -65,14 +72,13 @@ impl Server {
             token: String::new(),
             key,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        s.spawn().await;
-        s
+        }
     }
 
-    pub async fn spawn(&mut self) {
-        let child = Command::new(BIN)
-            .arg("serve")
+    /// The `obs-stack serve` command line of this server.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--otlp-grpc", &format!("127.0.0.1:{}", self.grpc)])
@@ -81,9 +87,17 @@ impl Server {
             .args(&self.extra)
             .env_remove("OBS_STACK_DATA_DIR")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start obs-stack serve");
+            .stderr(Stdio::inherit());
+        cmd
+    }
+
+    pub async fn spawn(&mut self) {
+        let child = self.command().spawn().expect("start obs-stack serve");
+        self.ready(child).await;
+    }
+
+    /// Waits for /healthz of the started `child`, then reads the token.
+    async fn ready(&mut self, child: Child) {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -356,32 +370,9 @@ impl Server {
     /// Like [`Server::start`], the server started with a soft open-files limit of `soft` (the
     /// hard limit unchanged), as under a default `ulimit -n 1024`.
     pub async fn start_with_open_files(extra: &[&str], soft: u64) -> Server {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let key = project_add(&dir, "demo");
-        let mut s = Server {
-            child: None,
-            dir,
-            _tmp: Some(tmp),
-            grpc: free_port(),
-            http: free_port(),
-            api: free_port(),
-            token: String::new(),
-            key,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut s = Server::prepared(extra);
         use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(&s.dir)
-            .args(["--otlp-grpc", &format!("127.0.0.1:{}", s.grpc)])
-            .args(["--otlp-http", &format!("127.0.0.1:{}", s.http)])
-            .args(["--api", &format!("127.0.0.1:{}", s.api)])
-            .args(&s.extra)
-            .env_remove("OBS_STACK_DATA_DIR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+        let mut cmd = s.command();
         unsafe {
             cmd.pre_exec(move || {
                 let mut r = libc::rlimit {
@@ -394,21 +385,8 @@ impl Server {
                 Ok(())
             });
         }
-        s.child = Some(cmd.spawn().expect("start obs-stack serve"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/healthz", s.api)).await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "serve did not answer /healthz");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        s.token = std::fs::read_to_string(s.dir.join("token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let child = cmd.spawn().expect("start obs-stack serve");
+        s.ready(child).await;
         s
     }
 }
